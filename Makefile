@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install test nbtest pytest demo docs check export clean bench
+.PHONY: install test nbtest pytest demo docs check export clean bench lint
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,10 +43,15 @@ export: install
 	$(PY) tools/build_docs.py --sidebar
 	$(PY) tools/build_docs.py --readme
 
-# The notebooks, the exported library and the cleaned notebooks must agree (as nbdev's CI checks).
+# Undefined names, unused imports and star imports in the exported library (pyflakes' rules, ruff.toml).
+lint: install
+	$(BIN)/ruff check gfn_nbdev
+
+# The notebooks, the exported library and the cleaned notebooks must agree (as nbdev's CI checks); the library lints.
 check: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+	$(BIN)/ruff check gfn_nbdev
 	$(PY) tools/build_docs.py --sidebar
 	$(PY) tools/build_docs.py --readme
 	git status --porcelain -- gfn_nbdev nbs README.md

@@ -8,12 +8,18 @@ import math
 import torch
 import torch.nn as nn
 from torch import Tensor
-from .core import *
+from .core import check_finite, check_shape, Loss, MLP, Trajectories
 
 # %% auto #0
 __all__ = ['TB', 'StateFlowLoss', 'DB', 'SubTB', 'VarGrad']
 
 # %% ../nbs/07_balance.ipynb #a62c1769
+def _check_lengths(traj):
+    "A `ValueError` naming the field and the lengths unless the fields of the batch agree on N (and T)."
+    if isinstance(traj, Trajectories): return traj.check_shapes()
+    for k in ('log_pf', 'log_pb', 'log_reward'): check_shape(k, getattr(traj, k), (len(traj),))   # e.g. a TrajectorySet
+    return traj
+
 class TB(Loss):
     "Trajectory balance: the batch mean of $(\\log Z_\\theta + \\ell(\\tau))^2$ with a learned scalar `logZ`."
     on_policy = False
@@ -27,7 +33,7 @@ class TB(Loss):
 
     def per_trajectory(self, traj) -> Tensor:
         "$(\\log Z_\\theta + \\ell(\\tau_i))^2$, (N,)."
-        return (self.logZ + check_finite('log_ratio', traj.log_ratio)) ** 2
+        return (self.logZ + check_finite('log_ratio', _check_lengths(traj).log_ratio)) ** 2
 
     def forward(self, traj, params=None) -> tuple:
         loss = self.per_trajectory(traj).mean()
@@ -50,7 +56,7 @@ class StateFlowLoss(Loss):
 
     def potential(self, traj) -> Tensor:
         "$P_k$, (N, T+1); $u_L$ (k = length) is the stopped object with flow $R(x)$; later columns are padding."
-        N, T = traj.log_pf_steps.shape
+        N, T = _check_lengths(traj).log_pf_steps.shape
         for k in ('log_pf_steps', 'log_pb_steps', 'log_reward'): check_finite(k, getattr(traj, k))
         s = traj.states.reshape(N * (T + 1), *self.env.state_shape)               # (N(T+1), *S)
         log_F = check_finite('log_flow', self.log_flow(self.env.encode(s)).reshape(N, T + 1))
@@ -110,7 +116,7 @@ class VarGrad(Loss):
     def logz_parameters(self) -> list: return []
 
     def forward(self, traj, params=None) -> tuple:
-        lr = check_finite('log_ratio', traj.log_ratio)                          # (N,)
+        lr = check_finite('log_ratio', _check_lengths(traj).log_ratio)          # (N,)
         if len(lr) < 2: raise ValueError(f"VarGrad needs a batch of at least 2 trajectories, got {len(lr)}")
         loss = lr.var(correction=1)
         return loss, dict(loss=loss.item(), log_Z_hat=-lr.mean().item())

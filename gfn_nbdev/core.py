@@ -14,9 +14,9 @@ from torch import Tensor
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['check_finite', 'check_device', 'Env', 'GraphEnv', 'diamond_env', 'MaskedCategorical', 'MLP', 'DiscretePolicy',
-           'UniformBackward', 'Trajectories', 'default_backward', 'sample_trajectories', 'log_pf_of', 'sample_backward',
-           'Loss']
+__all__ = ['check_finite', 'check_shape', 'check_device', 'Env', 'GraphEnv', 'diamond_env', 'check_exploration',
+           'MaskedCategorical', 'MLP', 'DiscretePolicy', 'UniformBackward', 'Trajectories', 'default_backward',
+           'sample_trajectories', 'log_pf_of', 'sample_backward', 'Loss']
 
 # %% ../nbs/00_core.ipynb #5a86ab60
 def _rows(bad: Tensor, k: int = 5) -> str:
@@ -31,6 +31,15 @@ def check_finite(name: str, t: Tensor) -> Tensor:
         rows = bad.reshape(bad.shape[0], -1).any(1) if t.dim() else bad
         vals = t[bad][:5].tolist()
         raise ValueError(f"{name} has non-finite values {vals} at rows {_rows(rows)}")
+    return t
+
+def _fmt_shape(shape) -> str: return '(' + ', '.join('*' if s is None else str(s) for s in shape) + (',)' if len(shape) == 1 else ')')
+
+def check_shape(name: str, t, shape: tuple) -> Tensor:
+    "Raise a `ValueError` naming `name`, its shape and `shape` unless `t` has exactly that shape (`None`: any size)."
+    if not isinstance(t, Tensor): raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+    if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+        raise ValueError(f"{name} must have shape {_fmt_shape(shape)}, got {tuple(t.shape)}")
     return t
 
 def check_device(name: str, t: Tensor, device) -> Tensor:
@@ -126,8 +135,12 @@ def backward_step(self: Env, states, bactions) -> Tensor:
 
 @patch
 def log_reward(self: Env, x) -> Tensor:
-    "Checked $\\log R(x)$ of terminal objects `x`: finite, i.e. rewards positive and finite."
+    "Checked $\\log R(x)$ of terminal objects `x`: shape (N,), finite, i.e. rewards positive and finite."
     lr = self._log_reward(x)
+    if not isinstance(lr, Tensor) or lr.shape != (len(x),):   # an (N, 1) column would broadcast losses to (N, N)
+        got = tuple(lr.shape) if isinstance(lr, Tensor) else type(lr).__name__
+        raise ValueError(f"{type(self).__name__}._log_reward must return shape ({len(x)},) (one log-reward per "
+                         f"object), got {got}")
     if torch.isneginf(lr).any():
         raise ValueError(f"non-positive reward (log R = -inf) at rows {_rows(torch.isneginf(lr))}: rewards must be > 0")
     return check_finite('log_reward', lr)
@@ -176,6 +189,17 @@ def diamond_env(rewards=(1., 2., 3.), device='cpu') -> GraphEnv:
     "The diamond DAG 0→{1,2}→3 with stopping allowed at 1, 2 and 3."
     return GraphEnv(4, [(0, 1), (0, 2), (1, 3), (2, 3)], terminals=[1, 2, 3], rewards=rewards, device=device)
 
+# %% ../nbs/00_core.ipynb #053b523f
+def check_exploration(epsilon: float = 0., temperature: float = 1., continuous: bool = False) -> tuple:
+    "Validated `(epsilon, temperature)`: ε in [0, 1] (only 0 if `continuous`: no uniform law on R^d), T finite > 0."
+    if continuous and epsilon != 0:
+        raise ValueError(f"epsilon-uniform exploration is undefined for real-valued actions (no uniform distribution "
+                         f"on R^d), got epsilon={epsilon}: use epsilon=0 and temperature > 1 to widen")
+    if not 0 <= epsilon <= 1: raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    return float(epsilon), float(temperature)
+
 # %% ../nbs/00_core.ipynb #0c54cb1b
 class MaskedCategorical:
     "A batch of categorical distributions over the `True` entries of `mask`."
@@ -198,8 +222,7 @@ class MaskedCategorical:
 
     def explore(self, epsilon: float = 0., temperature: float = 1.) -> 'MaskedCategorical':
         "The behaviour distribution: tempered, then mixed with uniform-over-valid with weight `epsilon`."
-        if not 0 <= epsilon <= 1: raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-        if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+        epsilon, temperature = check_exploration(epsilon, temperature)
         lp = torch.log_softmax(self.logits.detach() / temperature, -1)
         if epsilon > 0:
             lu = -torch.log(self.mask.sum(1, keepdim=True).to(lp))       # (N, 1) log uniform
@@ -267,8 +290,26 @@ class Trajectories:
     def log_q(self) -> Tensor: return self.log_q_steps.sum(1)     # (N,)
     @property
     def log_ratio(self) -> Tensor:
-        "$\\ell(\\tau) = \\log p_F(\\tau) - \\log R(x) - \\log p_B(\\tau\\mid x)$, (N,)."
+        "$\\ell(\\tau) = \\log p_F(\\tau) - \\log R(x) - \\log p_B(\\tau\\mid x)$, (N,); the shapes are checked first."
+        if self.log_reward is None: raise ValueError("log_reward is missing (None): score the objects with env.log_reward")
+        self.check_shapes()
         return self.log_pf - self.log_reward - self.log_pb
+    def check_shapes(self) -> 'Trajectories':
+        "Raise a `ValueError` naming the field, its shape and the expected one unless all fields agree on N and T."
+        N, T = len(self.lengths), None
+        try:
+            check_shape('lengths', self.lengths, (N,))
+            T = check_shape('log_pf_steps', self.log_pf_steps, (N, None)).shape[1]
+            for k in ('log_pb_steps', 'log_q_steps'):
+                if getattr(self, k) is not None: check_shape(k, getattr(self, k), (N, T))
+            check_shape('states', self.states, (N, T + 1, *self.states.shape[2:]))
+            check_shape('actions', self.actions, (N, T, *self.actions.shape[2:]))
+            check_shape('x', self.x, (N, *self.x.shape[1:]))
+            if self.log_reward is not None: check_shape('log_reward', self.log_reward, (N,))
+        except ValueError as e:
+            raise ValueError(f"inconsistent Trajectories: {e} (N = {N} from lengths"
+                             f"{'' if T is None else f', T = {T} from log_pf_steps'})") from None
+        return self
     @property
     def mask(self) -> Tensor:
         "(N, T) True on real transitions, False on padding."
@@ -313,6 +354,7 @@ def sample_trajectories(env: Env, pf, n: int, pb=None, epsilon: float = 0., temp
     pb = default_backward(env) if pb is None else pb
     _check_same_device(env, pf, pb)
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
+    epsilon, temperature = check_exploration(epsilon, temperature, continuous=env.action_dtype != torch.long)
     cur = env.s0(n)                                                       # (n, *S) active states
     active = torch.arange(n, device=env.device)                          # (n_active,) their rows
     x = torch.empty_like(cur)

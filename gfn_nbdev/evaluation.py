@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from .core import *
-from .exact import *
+from .core import check_finite, sample_trajectories
+from .exact import exact_log_pi, exact_log_pt, state_graph
 
 # %% auto #0
 __all__ = ['l1', 'tv', 'mean_abs_error', 'jsd', 'log_partition', 'exact_metrics', 'empirical_dist', 'sampled_l1', 'ModeTracker',
@@ -32,13 +32,15 @@ def mean_abs_error(p: Tensor, q: Tensor) -> float:
     "Mean over objects of $|p(x) - q(x)|$ (what some older code calls L1)."
     _check_pair(p, q); return (p - q).abs().mean().item()
 
-def _kl_part(p, m): return (torch.xlogy(p, p) - torch.xlogy(p, m)).sum()  # 0 log 0 = 0; stable for subnormal p
+def _kl_part(p, s):
+    "$\\mathrm{KL}(p\\,\\|\\,s/2) = \\sum p\\log(2p/s)$ with $s = p + q$; $0\\log 0 = 0$."
+    return (torch.xlogy(p, p) - torch.xlogy(p, s) + math.log(2) * p).sum()
 
 def jsd(p: Tensor, q: Tensor) -> float:
     "Jensen–Shannon divergence with the natural log, in $[0, \\log 2]$."
     _check_pair(p, q)
-    m = (p + q) / 2
-    return (0.5 * _kl_part(p, m) + 0.5 * _kl_part(q, m)).item()
+    s = p + q                    # not m = s / 2: half of a subnormal p can round to 0, and p log(p / 0) = inf
+    return (0.5 * _kl_part(p, s) + 0.5 * _kl_part(q, s)).item()
 
 # %% ../nbs/10_evaluation.ipynb #5abc48c7
 def log_partition(env) -> float:
@@ -90,8 +92,14 @@ class ModeTracker:
         self.keys, self.log_r, self.is_mode = uk, lr[first], md[first]
         return self
 
+    def log_top_k(self) -> float:
+        "Log of the mean reward of the K best distinct objects seen (fewer if fewer were seen), by logsumexp; nan if none."
+        if not len(self.log_r): return float('nan')
+        top = self.log_r.topk(min(self.k, len(self.log_r))).values              # (K,) float64
+        return (torch.logsumexp(top, 0) - math.log(len(top))).item()
+
     def top_k(self) -> float:
-        "Mean reward of the K best distinct objects seen (fewer if fewer were seen)."
+        "Mean reward of the K best distinct objects seen; underflows to 0 below ~1e-308: report `log_top_k`."
         if not len(self.log_r): return float('nan')
         return self.log_r.topk(min(self.k, len(self.log_r))).values.exp().mean().item()
 

@@ -1,5 +1,6 @@
 "Property and reliability tests of the batched core over random DAGs (seeded loops, no extra dependency)."
 import math
+import re
 import pytest
 import torch
 from gfn_nbdev.core import *
@@ -82,3 +83,43 @@ def test_errors_name_the_problem():
         sample_backward(env, UniformBackward(env), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match='positive values'):
         GraphEnv(2, [(0, 1)], [1], [-1.])
+
+def _small_tasks():
+    "One small instance of every task of the library, with its default policy."
+    from gfn_nbdev.tasks.sets import SetGeneration
+    from gfn_nbdev.tasks.sequences import SequenceDesign
+    from gfn_nbdev.tasks.phylo import Phylogenetics
+    from gfn_nbdev.tasks.dags import DAGEnv
+    from gfn_nbdev.tasks.continuous import CoordinateEnv
+    from gfn_nbdev.tasks.diffusion import DiffusionEnv
+    envs = [HyperGrid(2, 4), SetGeneration(n_items=6, set_size=3), SequenceDesign(n_tokens=4, length=3),
+            Phylogenetics(n=4, length=10), DAGEnv(d=3, n_samples=20), CoordinateEnv('mixture'), DiffusionEnv('mixture', T=4)]
+    return [(env, env.policy(hidden=16)) for env in envs]
+
+@pytest.mark.parametrize('column', [True, False])
+def test_every_task_sampler_refuses_a_column_log_reward(column):
+    "A task whose _log_reward returns (N, 1) (or one value) fails in the sampler, naming the task and the shapes."
+    torch.manual_seed(0)
+    for env, pf in _small_tasks():
+        name, orig = type(env).__name__, env._log_reward
+        sample_trajectories(env, pf, 4).log_ratio                        # the task itself is fine
+        env._log_reward = (lambda x, f=orig: f(x)[:, None]) if column else (lambda x, f=orig: f(x)[:1])
+        got = '(4, 1)' if column else '(1,)'
+        with pytest.raises(ValueError, match=rf"{name}\._log_reward must return shape \(4,\) \(one log-reward per object\), got {re.escape(got)}"):
+            sample_trajectories(env, pf, 4)
+
+@pytest.mark.parametrize('seed', range(3))
+def test_trajectories_check_shapes_names_every_field(seed):
+    "Cutting any field of a sampled batch to N-1 rows (or adding a trailing axis) raises, naming that field."
+    env = random_dag(seed)
+    torch.manual_seed(seed)
+    tr = sample_trajectories(env, TablePolicy(env, torch.randn(env.M, env.n_actions)), 6)
+    assert tr.check_shapes() is tr and tr.log_ratio.shape == (6,)
+    for f in ('states', 'actions', 'log_pf_steps', 'log_pb_steps', 'log_q_steps', 'lengths', 'x', 'log_reward'):
+        for bad in (getattr(tr, f)[:-1], getattr(tr, f)[..., None]):
+            if f in ('states', 'actions', 'x') and bad.dim() > getattr(tr, f).dim(): continue   # extra state axes are the env's
+            t = Trajectories(**{g: getattr(tr, g) for g in ('states', 'actions', 'log_pf_steps', 'log_pb_steps',
+                                                              'log_q_steps', 'lengths', 'x', 'log_reward')})
+            setattr(t, f, bad)
+            with pytest.raises(ValueError, match='inconsistent Trajectories: ') as e: t.log_ratio
+            assert f in str(e.value) or (f == 'lengths' and 'log_pf_steps' in str(e.value)), (f, str(e.value))

@@ -96,3 +96,37 @@ def test_make_loss_errors():
         assert 'env' not in loss_args(name)
     for name in ('db', 'subtb'):
         with pytest.raises(ValueError, match='needs the environment'): make_loss(name)
+
+FIELDS = ('states', 'actions', 'log_pf_steps', 'log_pb_steps', 'log_q_steps', 'lengths', 'x', 'log_reward')
+
+@pytest.mark.parametrize('seed', range(3))
+def test_every_loss_refuses_a_log_reward_of_the_wrong_shape(seed):
+    "(N, 1), (1,) or (N-1,) log-rewards raise a ValueError naming the shapes, never broadcast into a loss."
+    env = random_dag(seed)
+    torch.manual_seed(seed)
+    pf = TablePolicy(env, torch.randn(env.M, env.n_actions))
+    tr = sample_trajectories(env, pf, 6)
+    for name in LOSSES:
+        loss = make_loss(name, env=env)
+        assert torch.isfinite(loss(tr, list(pf.parameters()))[0])               # the intact batch is fine
+        for bad in (tr.log_reward[:, None], tr.log_reward[:1], tr.log_reward[:-1]):
+            t = Trajectories(**{f: getattr(tr, f) for f in FIELDS})
+            t.log_reward = bad
+            with pytest.raises(ValueError) as e: loss(t, list(pf.parameters()))
+            msg = str(e.value)
+            # balance losses: 'log_reward must have shape (6,), got ...'; estimators: their own 1-D / same-length check
+            assert ('log_reward must have shape (6,), got ' + str(tuple(bad.shape)) in msg
+                    or 'log_reward must be a 1-D tensor' in msg or f'same length, got [6, 6, {len(bad)}]' in msg), (name, msg)
+
+@pytest.mark.parametrize('field', ['log_pf_steps', 'log_pb_steps', 'lengths', 'states'])
+def test_balance_losses_refuse_fields_of_different_lengths(field):
+    "A per-step field or the lengths cut to N-1 trajectories raises in TB, DB, SubTB and VarGrad, naming the lengths."
+    env = random_dag(3)
+    torch.manual_seed(3)
+    pf = TablePolicy(env, torch.randn(env.M, env.n_actions))
+    tr = sample_trajectories(env, pf, 5)
+    t = Trajectories(**{f: getattr(tr, f) for f in FIELDS})
+    setattr(t, field, getattr(tr, field)[:-1])
+    for loss in (TB(), DB(env, hidden=8), SubTB(env, hidden=8), VarGrad()):
+        with pytest.raises(ValueError, match=r'inconsistent Trajectories: .* must have shape \((4|5)'):
+            loss(t)
