@@ -1,16 +1,20 @@
-"""Build the HTML docs into `_docs/` without Quarto (which cannot be installed here).
+"""Build the docs site into `_docs/` without Quarto (which cannot be installed here), with MkDocs + Material.
 
     python tools/build_docs.py            # process nbs/ like `nbdev_docs` does, render every page to _docs/
     python tools/build_docs.py --sidebar  # regenerate nbs/sidebar.yml (Quarto's sidebar) from the notebooks present
+    python tools/build_docs.py --readme   # regenerate README.md from nbs/index.ipynb
 
-nbdev's own processing (`proc_nbs`: frontmatter, hidden cells, `show_doc` execution, doc links) writes
-`_proc/`; nbconvert's HTMLExporter renders each processed notebook with the small `lab`-based template in
-tools/docs_assets/. The Quarto-only markdown that nbdev emits (`:::` fenced divs, `{...}` attributes,
-`#|` cell options) is translated here. MathJax 3 is served from _docs/mathjax/ so equations render offline;
-it comes from PyPI (django-static-mathjax ships the MathJax 3.2.2 es5 bundle) and is cached in .cache/.
+nbdev's own processing (`proc_nbs`: frontmatter, hidden cells, `show_doc` execution, doc links) writes `_proc/`.
+Each processed notebook becomes one markdown page named as Quarto names it (nbdev's `output-file`: 00_core.ipynb
+-> core.html, 20_tasks.hypergrid.ipynb -> tasks.hypergrid.html), figures as PNG files beside it; the Quarto-only
+markdown nbdev emits (`:::` callouts, `{...}` attributes, `#|` cell options) is translated on the way. MkDocs with
+the Material theme (config: tools/docs_assets/mkdocs.yml) renders the site: search (working from file:// too),
+an on-page table of contents, previous/next links. MathJax 3 is served from _docs/mathjax/ so equations render
+offline; it comes from PyPI (django-static-mathjax ships the MathJax 3.2.2 es5 bundle) and is cached in .cache/.
 """
-import argparse, hashlib, os, re, shutil, subprocess, sys, tarfile, tempfile, time, zipfile
-from html import escape, unescape
+import argparse, hashlib, inspect, os, re, shutil, subprocess, sys, tarfile, tempfile, time, zipfile
+from base64 import b64decode
+from html import escape
 from pathlib import Path
 
 import yaml
@@ -18,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent/'docs_assets'
 NBS, PROC = ROOT/'nbs', ROOT/'_proc'
+SITE_SRC = ROOT/'.cache'/'mkdocs_src'  # the generated markdown pages and assets MkDocs reads (git-ignored)
 
 # ---------------------------------------------------------------- sidebar (Quarto and local nav)
 SECTIONS = [  # (title, first and last notebook number)
@@ -57,9 +62,39 @@ def proc_nbs():
     import nbdev.doclinks
     refresh_quarto_yml()
     nbdev.doclinks._build_modidx()
-    return _proc(NBS)
+    # nbdev reprocesses only notebooks newer than _proc/; the show_doc patch (below) lives in this file, so
+    # reprocess all of them when this file changed.
+    force = PROC.exists() and Path(__file__).stat().st_mtime > PROC.stat().st_mtime
+    return _proc(NBS, force=force)
 
-# ---------------------------------------------------------------- Quarto markdown -> plain markdown/HTML
+def page_name(nb_path):
+    "Quarto's page for a notebook, as nbdev names it (nbdev.doclinks._nbpath2html): lower case, no `NN_` prefix."
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', Path(nb_path).name.lower()).rsplit('.', 1)[0] + '.html'
+
+# ---------------------------------------------------------------- show_doc signatures of classes
+def _class_sig(orig):
+    "Wrap fastcore's `DocmentText.__str__` so classes read `class Env` / `class GraphEnv(n_nodes:int, ...)`."
+    def __str__(self):
+        o, s = self.obj, orig(self)
+        if not inspect.isclass(o): return s
+        # The first class in the MRO that defines the constructor: object's or nn.Module's take no arguments of
+        # the class's own, and fastcore would print them as `def Env(*args, **kwargs)`.
+        owner = next((k for k in o.__mro__ if '__init__' in vars(k)), object)
+        if owner is object or f'{owner.__module__}.{owner.__qualname__}' == 'torch.nn.modules.module.Module':
+            return f'class {o.__name__}'
+        return re.sub(r'\)->None:$', '):', re.sub(r'^(async )?def ', 'class ', s), flags=re.M)
+    __str__.__wrapped_sig__ = True
+    return __str__
+
+def patch_showdoc():
+    "Applied at import, so also in the worker processes that nbdev's proc_nbs spawns (they re-import this file)."
+    from fastcore.docments import DocmentText
+    if not getattr(DocmentText.__str__, '__wrapped_sig__', False):
+        DocmentText.__str__ = DocmentText.__repr__ = _class_sig(DocmentText.__str__)
+
+patch_showdoc()
+
+# ---------------------------------------------------------------- Quarto markdown -> plain markdown/HTML (README)
 _FENCE = re.compile(r'^\s*(`{3,}|~{3,})')
 _DIV = re.compile(r'^\s*:{3,}\s*(?:\{(?P<attrs>[^}]*)\}|(?P<cls>[\w-]+))?\s*$')
 _IMG_ATTRS = re.compile(r'!\[(?P<txt>[^\]]*)\]\((?P<url>[^)\s]+)\)\{(?P<attrs>[^}]*)\}')
@@ -131,10 +166,11 @@ def frontmatter(nb):
     nb.cells.pop(0)
     return yaml.safe_load(m[1]) or {}
 
-def prepare(nb):
-    "Apply Quarto's cell options (as `remove_*` tags for nbconvert) and translate Quarto markdown."
+def prepare(nb, translate=quarto_md):
+    "Apply Quarto's cell options (as `remove_*` tags) and translate Quarto markdown (`translate=None`: leave it)."
+    translate = translate or (lambda md: md)
     for cell in nb.cells:
-        if cell.cell_type == 'markdown': cell.source = quarto_md(cell.source)
+        if cell.cell_type == 'markdown': cell.source = translate(cell.source)
         if cell.cell_type != 'code': continue
         lines, opts = cell.source.split('\n'), {}
         while lines and _DIRECTIVE.match(lines[0]):
@@ -149,7 +185,7 @@ def prepare(nb):
             cell.metadata['code_fold'] = {'open': opts['code-fold'] == 'show', 'summary': opts.get('code-summary', 'Code')}
         for o in cell.get('outputs', []):
             md = o.get('data', {}).get('text/markdown')
-            if md is not None: o['data']['text/markdown'] = quarto_md(md if isinstance(md, str) else ''.join(md))
+            if md is not None: o['data']['text/markdown'] = translate(md if isinstance(md, str) else ''.join(md))
         if 'remove_input' in tags and not cell.get('outputs'): tags.append('remove_cell')
     nb.metadata.pop('widgets', None)  # nbdev records ipywidgets state; its JS would come from a CDN
     return nb
@@ -159,13 +195,6 @@ def _slug(text):
     s = re.sub(r'[^\w\s.-]', '', text.lower()).strip()
     s = re.sub(r'\s+', '-', s)
     return re.sub(r'^[^a-z]+', '', s) or 'section'
-
-def _pandoc_ids(html):
-    "Replace nbconvert's heading ids (Text-With-Dashes) by pandoc's."
-    def f(m):
-        s = _slug(unescape(re.sub(r'<[^>]+>', '', m['inner'])))
-        return f'<h{m["n"]} id="{s}">{m["inner"]}<a class="anchor-link" href="#{s}">'
-    return re.sub(r'<h(?P<n>[1-6]) id="(?P<id>[^"]*)">(?P<inner>.*?)<a class="anchor-link" href="#(?P=id)">', f, html, flags=re.S)
 
 # ---------------------------------------------------------------- MathJax (local copy, no CDN)
 MATHJAX = dict(pip='django-static-mathjax==3.2.2.1', npm='mathjax@3.2.2', entry='tex-svg-full.js',
@@ -209,59 +238,206 @@ def copy_mathjax(dest):
     for d in es5.iterdir():
         if d.is_dir(): shutil.copytree(d, out/d.name, dirs_exist_ok=True)
 
-# ---------------------------------------------------------------- build
-def exporter():
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
-    ex = HTMLExporter(template_name='gfn_docs', extra_template_basedirs=[str(ASSETS/'templates')],
-                      exclude_input_prompt=True, exclude_output_prompt=True,
-                      mathjax_url=f'mathjax/{MATHJAX["entry"]}')
-    ex.register_preprocessor(TagRemovePreprocessor(
-        remove_cell_tags={'remove_cell'}, remove_input_tags={'remove_input'},
-        remove_all_outputs_tags={'remove_output'}), enabled=True)
-    return ex
-
 IMAGES = {'.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp'}
 
+# ---------------------------------------------------------------- processed notebook -> MkDocs markdown page
+_DOC_LINK = re.compile(r'(\]\(|href=["\'])(?P<url>[^)"\'\s]+)')
+_ANSI = re.compile(r'\x1b\[[0-9;]*[a-zA-Z]')
+_LIST = re.compile(r'^\s*(?:[-*+]|\d+[.)])\s')
+
+def _local_link(url, doc_root, to_md):
+    """Notebook links (`00_core.ipynb#x`) and nbdev's doc links to this site (`{doc_host}{doc_baseurl}/core.html#env`)
+    become page-relative links; doc links are marked `DOCLINK:` until `resolve_doclinks` checks their anchors."""
+    auto = bool(doc_root) and url.startswith(doc_root)
+    if auto: url = url[len(doc_root):]
+    elif re.match(r'[a-z][\w+.-]*:|/|#', url): return url
+    path, _, frag = url.partition('#')
+    if path.endswith('.ipynb') and '/' not in path: path = page_name(path)
+    if not path.endswith('.html') or '/' in path: return doc_root + url if auto else url
+    if to_md: path = ('DOCLINK:' if auto else '') + path[:-5] + '.md'
+    return path + ('#' + frag if frag else '')
+
+def _links(src, doc_root):
+    return _DOC_LINK.sub(lambda m: m[1] + _local_link(m['url'], doc_root, m[1] == ']('), src)
+
+_CODE_BLOCK = re.compile(r'^(`{3,}|~{3,}).*?^\1\s*$', re.M | re.S)
+_HEADING = re.compile(r'^#{1,6}\s+(.*?)\s*(?:\{([^}]*)\})?\s*$', re.M)
+_DOCLINK_MD = re.compile(r'\[(?P<txt>(?:[^\[\]]|\[[^\]]*\])*)\]\(DOCLINK:(?P<page>[^)#\s]+)(?:#(?P<frag>[^)\s]+))?\)')
+
+def md_anchors(md):
+    "Heading ids of a markdown page (pandoc's slugs, as the toc extension is configured to make, or `{#id}`)."
+    ids = set()
+    for text, attrs in _HEADING.findall(_CODE_BLOCK.sub('', md)):
+        ident = attrs and _attrs(attrs)[0]
+        ids.add(ident or _slug(re.sub(r'<[^>]+>|[`*]', '', text)))
+    return ids
+
+def resolve_doclinks(pages):
+    """{page.md: markdown} -> the same with nbdev's doc links resolved: kept where the page has the anchor, else
+    unlinked (nbdev links any backticked name it indexed, e.g. a private `_step` of some task, or a method with
+    no `show_doc` entry, which would be a dead `#anchor`). Returns the pages and the dropped (page, link) pairs."""
+    ids, dropped = {k: md_anchors(v) for k, v in pages.items()}, []
+    def f(m, page):
+        if m['page'] in ids and (not m['frag'] or m['frag'] in ids[m['page']]):
+            return f"[{m['txt']}]({m['page']}{'#' + m['frag'] if m['frag'] else ''})"
+        dropped.append((page, f"{m['page']}#{m['frag']}"))
+        return m['txt']
+    return {k: _DOCLINK_MD.sub(lambda m: f(m, k), v) for k, v in pages.items()}, dropped
+
+def _admonition(attrs, cls):
+    "Open a Quarto fenced div `::: {.callout-note title=...}` as a Material admonition (raw HTML + md_in_html)."
+    ident, classes, kv = _attrs(attrs or '') if cls is None else (None, [cls], {})
+    callout = next((c.split('-', 1)[1] for c in classes if c.startswith('callout-')), None)
+    if not callout: return f'<div {_html_attrs(ident, classes, {})} markdown>'
+    title = kv.get('title') or _CALLOUTS.get(callout, callout.title())
+    kind = {'important': 'danger', 'caution': 'warning'}.get(callout, callout)
+    return (f'<div {_html_attrs(ident, ["admonition", kind], {})} markdown>\n'
+            f'<p class="admonition-title">{escape(title)}</p>')
+
+def mkdocs_md(src, doc_root=''):
+    """Quarto/pandoc markdown -> Python-Markdown (MkDocs): fenced divs as admonitions, spans as HTML, links to
+    pages, and the blank lines Python-Markdown needs (before lists, tables and `$$` display math)."""
+    out, depth, fence, prev_list, math = [], 0, None, False, False
+    def blank():
+        if out and out[-1].strip(): out.append('')
+    for line in src.split('\n'):
+        f = _FENCE.match(line)
+        if fence:                                          # inside a fenced code block: copy verbatim
+            out.append(line)
+            if f and f[1][0] == fence[0] and len(f[1]) >= len(fence) and not line.strip()[len(f[1]):].strip(): fence = None
+            continue
+        if math:                                           # inside a multi-line $$ block
+            out.append(line)
+            if line.rstrip().endswith('$$'): math = False; out.append('')
+            continue
+        if f: fence = f[1]; out.append(line); continue
+        m = _DIV.match(line)
+        if m and (m['attrs'] is not None or m['cls']):
+            blank(); out += [_admonition(m['attrs'], m['cls']), '']; depth += 1; continue
+        if m:
+            if depth: blank(); out += ['</div>', '']; depth -= 1
+            continue
+        s = line.strip()
+        if s.startswith('$$'):
+            blank(); out.append(line)
+            if len(s) > 2 and s.endswith('$$') and s != '$$' and not s.endswith('\\$$'): out.append('')
+            else: math = True
+            prev_list = False
+            continue
+        is_list = bool(_LIST.match(line))
+        if is_list and not prev_list: blank()
+        if s.startswith('|') and out and out[-1].strip() and not out[-1].lstrip().startswith('|'): blank()
+        if not s: prev_list = False
+        elif is_list: prev_list = True
+        line = _SPAN.sub(lambda m: f'<span {_html_attrs(*_attrs(m["attrs"]))}>{m["txt"]}</span>', line)
+        out.append(_links(line, doc_root))
+    return '\n'.join(out + ['', '</div>'] * depth)
+
+def _fence(src, info):
+    n = max([3] + [len(r) + 1 for r in re.findall(r'`{3,}', src)])
+    return f'{"`" * n} {info}\n{src.rstrip()}\n{"`" * n}'
+
+def _text(x): return ''.join(x) if isinstance(x, list) else x
+
+def _showdoc_md(md):
+    "show_doc's entry: its `[source](url){...}` link gets a class (floated right by extra.css)."
+    return re.sub(r'^\[source\]\((\S+?)\)\{[^}]*\}', r'[source](\1){ .showdoc-source target="_blank" }', md, flags=re.M)
+
+def output_md(o, fig, doc_root):
+    "One output as markdown; `fig(png_bytes)` stores a figure and returns its relative path."
+    t = o.get('output_type')
+    if t == 'stream':
+        return _fence(_ANSI.sub('', _text(o['text'])), f'{{ .text .cell-output .cell-output-{o.get("name", "stdout")} }}')
+    if t == 'error':
+        return _fence(_ANSI.sub('', '\n'.join(o.get('traceback', []))), '{ .text .cell-output .cell-output-error }')
+    d = o.get('data', {})
+    if 'image/png' in d:
+        return f'![]({fig(b64decode(_text(d["image/png"])))}){{ .cell-figure }}'
+    if 'image/svg+xml' in d: return f'<div class="cell-output-display">\n{_text(d["image/svg+xml"])}\n</div>'
+    if 'text/markdown' in d: return mkdocs_md(_showdoc_md(_text(d['text/markdown'])), doc_root)
+    if 'text/html' in d: return f'<div class="cell-output-display" markdown="0">\n{_text(d["text/html"]).strip()}\n</div>'
+    if 'text/latex' in d: return mkdocs_md(_text(d['text/latex']), doc_root)
+    if 'text/plain' in d: return _fence(_ANSI.sub('', _text(d['text/plain'])), '{ .text .cell-output }')
+    return ''
+
+def page_md(nb, fm, fig, doc_root=''):
+    "A processed notebook (after `frontmatter` and `prepare`) as one MkDocs page."
+    parts = []
+    if fm.get('title'): parts.append(f'# {fm["title"]}')
+    if fm.get('description'): parts.append(f'{fm["description"]}\n{{ .description }}')
+    for cell in nb.cells:
+        tags = cell.metadata.get('tags', [])
+        if 'remove_cell' in tags: continue
+        if cell.cell_type == 'markdown': parts.append(mkdocs_md(cell.source, doc_root)); continue
+        if cell.cell_type != 'code': continue
+        if 'remove_input' not in tags and cell.source.strip():
+            code = _fence(cell.source, 'python')
+            fold = cell.metadata.get('code_fold')
+            if fold:
+                code = (f'<details class="code-fold" markdown{" open" if fold["open"] else ""}>\n'
+                        f'<summary>{escape(fold["summary"])}</summary>\n\n{code}\n\n</details>')
+            parts.append(code)
+        if 'remove_output' not in tags:
+            parts += [m for o in cell.get('outputs', []) if (m := output_md(o, fig, doc_root))]
+    return '\n\n'.join(parts) + '\n'
+
+# ---------------------------------------------------------------- build
+def _nav(pages):
+    "MkDocs nav from the sidebar sections; titles come from each page's first heading (math kept by `typeset`)."
+    md = {n: p for n, p, *_ in pages}
+    nav = []
+    for title, names in sidebar_sections():
+        items = [md[n][:-5] + '.md' for n in names if n in md]
+        nav += items if title is None else ([{title: items}] if items else [])
+    return nav
+
 def build(dest=None, quiet=False):
-    "Process the notebooks with nbdev, render one page per notebook into `dest` (default: settings' doc_path)."
-    import nbformat
+    "Process the notebooks with nbdev, write one markdown page per notebook, render the site with MkDocs."
+    import logging, nbformat
     from nbdev.config import get_config
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.config import load_config
     t0 = time.time()
     cfg = get_config()
-    dest = Path(dest or cfg.doc_path)
+    dest = Path(dest or cfg.doc_path).resolve()
     proc_nbs()
     t1 = time.time()
-    nbs = notebooks()
-    pages = []  # (notebook name, page file, frontmatter, processed notebook)
-    for p in nbs:
+    doc_root = f"{cfg.doc_host.rstrip('/')}{cfg.doc_baseurl.rstrip('/')}/"
+    shutil.rmtree(SITE_SRC, ignore_errors=True)
+    SITE_SRC.mkdir(parents=True)
+    pages, mds = [], {}  # (notebook name, page file, frontmatter), {page.md: markdown}
+    for p in notebooks():
         nb = nbformat.read(PROC/p.name, as_version=4)
         fm = frontmatter(nb)
-        pages.append((p.name, p.stem + '.html', fm, prepare(nb)))
-    titles = {n: fm.get('title', Path(n).stem) for n, _, fm, _ in pages}
-    nav = [{'section': t, 'pages': [{'href': Path(n).stem + '.html', 'title': titles[n]} for n in names]}
-           for t, names in sidebar_sections()]
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    ex = exporter()
-    for name, page, fm, nb in pages:
-        nb.metadata['title'] = f"{fm.get('title', name)} – {cfg.title}"
-        res = {'metadata': {'name': Path(name).stem, 'path': str(PROC)},
-               'site': {'title': cfg.title, 'nav': nav, 'page': page, 'has_styles': (NBS/'styles.css').exists()},
-               'page': {'title': fm.get('title'), 'description': fm.get('description')}}
-        html, _ = ex.from_notebook_node(nb, resources=res)
-        (dest/page).write_text(_pandoc_ids(html), encoding='utf-8')
+        page = fm.get('output-file') or page_name(p)
+        stem, figs = page[:-5], []
+        def fig(png, stem=stem, figs=figs):
+            rel = f'{stem}_files/figure-{len(figs)}.png'
+            (SITE_SRC/rel).parent.mkdir(exist_ok=True)
+            (SITE_SRC/rel).write_bytes(png); figs.append(rel)
+            return rel
+        mds[f'{stem}.md'] = page_md(prepare(nb, None), fm, fig, doc_root)
+        pages.append((p.name, page, fm))
+    mds, dropped = resolve_doclinks(mds)
+    for name, md in mds.items(): (SITE_SRC/name).write_text(md, encoding='utf-8')
     for f in NBS.rglob('*'):  # images that markdown cells reference by relative path
         rel = f.relative_to(NBS)
         if f.suffix.lower() in IMAGES and not any(x[0] in '._' for x in rel.parts):
-            (dest/rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dest/rel)
-    shutil.copy(ASSETS/'docs.css', dest)
-    if (NBS/'styles.css').exists(): shutil.copy(NBS/'styles.css', dest)
-    copy_mathjax(dest)
+            (SITE_SRC/rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, SITE_SRC/rel)
+    for d in ('javascripts', 'stylesheets'): shutil.copytree(ASSETS/d, SITE_SRC/d)
+    shutil.copy(NBS/'styles.css', SITE_SRC) if (NBS/'styles.css').exists() else (SITE_SRC/'styles.css').touch()
+    copy_mathjax(SITE_SRC)
+    if quiet: logging.getLogger('mkdocs').setLevel(logging.WARNING)
+    mk = load_config(str(ASSETS/'mkdocs.yml'), site_name=cfg.title, site_description=cfg.description,
+                     site_url=doc_root, repo_url=cfg.git_url, edit_uri='', docs_dir=str(SITE_SRC),
+                     site_dir=str(dest), nav=_nav(pages), strict=False)
+    mk.mdx_configs['toc']['slugify'] = lambda value, sep: _slug(value)  # pandoc's ids, as nbdev's doc links use
+    mkdocs_build(mk)
     (dest/'.nojekyll').touch()
     if not quiet:
         print(f'{len(pages)} pages -> {dest} in {time.time()-t0:.1f}s (nbdev processing {t1-t0:.1f}s)')
+        if dropped: print('doc links to no heading, shown as plain code: ' + ', '.join(sorted({l for _, l in dropped})))
     return dest
 
 def readme(quiet=False):
