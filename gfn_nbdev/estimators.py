@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from .core import *
-from .exact import *
+from .core import Loss, MaskedCategorical, check_finite
+from .exact import TrajectorySet
 
 # %% auto #0
-__all__ = ['CV_NAMES', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples', 'max_abs_t', 'loo_baseline',
-           'sf_coefficient', 'DivergenceLoss', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi',
-           'Tsallis', 'TableBackward']
+__all__ = ['CV_NAMES', 'SF_COEFS', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples', 'max_abs_t', 'loo_baseline',
+           'sf_coefficient', 'half_coefficient', 'DivergenceLoss', 'score_vjps', 'ReverseKL', 'ForwardKL',
+           'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis', 'TableBackward']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -55,6 +55,7 @@ def max_abs_t(G: Tensor, target: Tensor, tol: float = 1e-12) -> tuple:
 
 # %% ../nbs/05_estimators.ipynb #298ecef3
 CV_NAMES = (None, 'loo', 'sf', 'loo+sf')   # no control variate, leave-one-out on f, score-function on h, both
+SF_COEFS = ('crossfit', 'batch')           # â of 'sf': from the other half of the batch (unbiased), or the same batch
 
 def loo_baseline(f: Tensor) -> Tensor:
     "Leave-one-out means $b_n = \\frac{1}{N-1}\\sum_{j\\ne n} f_j$ of a batch vector `f` (N,)."
@@ -68,6 +69,10 @@ def sf_coefficient(S, H) -> Tensor:
     sq = sum((s * s).sum() for s in S)
     return dot / (torch.finfo(sq.dtype).tiny + sq)
 
+def half_coefficient(S, H, h: Tensor) -> Tensor:
+    "â of one half of a batch, `sf_coefficient(S, H)` clipped to [min h, max h] of that half's coefficients `h`."
+    return torch.clamp(sf_coefficient(S, H), h.min(), h.max())
+
 # %% ../nbs/05_estimators.ipynb #6c43657f
 def _lse(x: Tensor) -> Tensor: return torch.logsumexp(x, 0)
 
@@ -75,16 +80,33 @@ class DivergenceLoss(Loss):
     "Base of the divergence estimators: `loss(traj, params)` -> (surrogate with the estimator as gradient, diagnostics)."
     on_policy = True
 
-    def __init__(self, cv: str = 'loo+sf'):  # control variates: one of CV_NAMES
+    def __init__(self, cv: str = 'loo+sf',          # control variates: one of CV_NAMES
+                 sf_coef: str = 'crossfit'):        # how 'sf' estimates â: one of SF_COEFS
         super().__init__()
         if cv not in CV_NAMES: raise ValueError(f"cv must be one of {CV_NAMES}, got {cv!r}")
-        self.cv = cv
+        if sf_coef not in SF_COEFS: raise ValueError(f"sf_coef must be one of {SF_COEFS}, got {sf_coef!r}")
+        self.cv, self.sf_coef = cv, sf_coef
 
     def coefficients(self, ell: Tensor, log_rho: Tensor, log_reward: Tensor) -> dict:
-        "f, h (None: no ∇f term), kB (pathwise, learned p_B), log_w (ESS), value; optional h_is_one, f_over_h, extra."
+        "f, h (None: no ∇f term), kB (pathwise, learned p_B), log_w (ESS), value; optional h_is_one, f_over_h, h_within, extra."
         raise NotImplementedError
 
-    def extra_repr(self) -> str: return f"cv={self.cv!r}"
+    def _cv_repr(self) -> str: return f"cv={self.cv!r}" + (f", sf_coef={self.sf_coef!r}" if 'sf' in str(self.cv) else '')
+    def extra_repr(self) -> str: return self._cv_repr()
+
+# %% ../nbs/05_estimators.ipynb #219244f0
+def score_vjps(lpf: Tensor, params, V: Tensor, batched: bool = None) -> list:
+    "For each row v of `V` (k, N), $\\sum_n v_n \\nabla$`lpf`$_n$ as a list over `params`; one batched call if `batched` (default: on CUDA)."
+    if batched is None: batched = lpf.is_cuda
+    gs = None
+    if batched:
+        try: gs = torch.autograd.grad(lpf, params, grad_outputs=V, retain_graph=True, allow_unused=True, is_grads_batched=True)
+        except RuntimeError: gs = None                                    # an op without a batching rule: k passes
+    if gs is None:
+        rows = [torch.autograd.grad(lpf, params, grad_outputs=v, retain_graph=True, allow_unused=True) for v in V]
+        gs = [None if r[0] is None else torch.stack(r) for r in zip(*rows)]
+    gs = [torch.zeros(len(V), *p.shape, dtype=p.dtype, device=p.device) if g is None else g for g, p in zip(gs, params)]
+    return [[g[k] for g in gs] for k in range(len(V))]
 
 # %% ../nbs/05_estimators.ipynb #52a1fc11
 def _read_batch(traj) -> tuple:
@@ -100,30 +122,49 @@ def _read_batch(traj) -> tuple:
     return (*out, isinstance(traj, TrajectorySet))
 
 @patch
-def _score_sums(self: DivergenceLoss, h: Tensor, lpf: Tensor, params) -> tuple:
-    "S = Σ∇s_n and H = Σh_n∇s_n over `params`: two vector-Jacobian products of batch sums."
+def _score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params) -> tuple:
+    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params)."
     if params is None:
         raise ValueError(f"cv={self.cv!r} needs the policy parameters for the score-function control variate: "
                          f"call loss(traj, params) with params = list(pf.parameters()), or use cv='loo' or None")
     params = [p for p in params if p.requires_grad]
     if not params or not lpf.requires_grad:
         raise ValueError(f"cv={self.cv!r} needs traj.log_pf to carry a gradient w.r.t. params")
-    grads = lambda out: [torch.zeros_like(p) if g is None else g
-                         for g, p in zip(torch.autograd.grad(out, params, retain_graph=True, allow_unused=True), params)]
-    return params, grads(lpf.sum()), grads((h * lpf).sum())
+    return params, score_vjps(lpf, params, V)
 
 # %% ../nbs/05_estimators.ipynb #514f8557
 @patch
-def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa) -> tuple:
-    "The score-function-CV surrogate and â; f is already leave-one-out centred if `loo`."
-    params, S, H = self._score_sums(h, lpf, params)
-    a_hat = sf_coefficient(S, H)
+def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None) -> tuple:
+    "params, S, H, the correction C = Σ_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â."
+    N = len(h)
+    if self.sf_coef == 'batch':
+        params, (S, H) = self._score_sums(torch.stack([torch.ones_like(h), h]), lpf, params)   # V: (2, N)
+        a = sf_coefficient(S, H)
+        return params, S, H, [a * s for s in S], a.expand(N), a.item()
+    if N < 2:
+        raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
+                         f"got N={N}: use sf_coef='batch', or cv='loo' or None")
+    inA = torch.arange(N, device=h.device) < N // 2                       # (N,) half A: the first ⌊N/2⌋ rows
+    if h_within is None: hw = h
+    else: hw = torch.empty_like(h); hw[inA], hw[~inA] = h_within(inA), h_within(~inA)   # h normalised within each half
+    one = inA.to(h)
+    params, (SA, SB, HA, HB) = self._score_sums(torch.stack([one, 1 - one, hw * one, hw * (1 - one)]), lpf, params)   # V: (4, N)
+    aA, aB = half_coefficient(SA, HA, hw[inA]), half_coefficient(SB, HB, hw[~inA])
+    rA, rB = (1., 1.) if h_within is None else (h[inA].sum() / hw[inA].sum(), h[~inA].sum() / hw[~inA].sum())   # to h's scale
+    S, H = [x + y for x, y in zip(SA, SB)], [rA * x + rB * y for x, y in zip(HA, HB)]
+    C = [aB * x + aA * y for x, y in zip(SA, SB)]                          # each half corrected by the other's â
+    return params, S, H, C, torch.where(inA, aB, aA), (aA.item() + aB.item()) / 2
+
+@patch
+def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa, h_within=None) -> tuple:
+    "The score-function-CV surrogate and the reported â; f is already leave-one-out centred if `loo`."
+    params, S, H, C, a_n, a = self._sf_correction(h, lpf, params, h_within)
     N = len(h)
     if kappa is None:                                                     # general path: a third backward
-        return ((f + h - a_hat) * lpf).sum() / N, a_hat.item()
+        return ((f + h - a_n) * lpf).sum() / N, a
     A, B = (1 + kappa * N / (N - 1), -kappa * h.sum() / (N - 1)) if loo else (1 + kappa, 0.)
-    G = [(A * Hp + (B - a_hat) * Sp).detach() / N for Sp, Hp in zip(S, H)]
-    return sum((g * p).sum() for g, p in zip(G, params)), a_hat.item()
+    G = [(A * Hp + B * Sp - Cp).detach() / N for Sp, Hp, Cp in zip(S, H, C)]
+    return sum((g * p).sum() for g, p in zip(G, params)), a
 
 # %% ../nbs/05_estimators.ipynb #405ad8e0
 @patch
@@ -134,17 +175,17 @@ def forward(self: DivergenceLoss, traj, params=None) -> tuple:
     ell = (lpf - lr - lpb).detach()                                       # (N,) log-ratios ℓ
     log_rho = lpf.detach() if exact else torch.full_like(ell, -math.log(N))   # expectation weights, sum to 1
     c = self.coefficients(ell, log_rho, lr.detach())
-    f, h, cv, a = c['f'], c['h'], (None if exact else self.cv), math.nan
+    f, h, cv, a = c['f'], c['h'], (None if exact else self.cv), None
     loo, sf = cv in ('loo', 'loo+sf'), cv in ('sf', 'loo+sf') and h is not None
     if loo: f = f - loo_baseline(f)
     if sf and c.get('h_is_one'): h, a, sf = None, 1., False               # reverse KL: â = 1, the h term vanishes
-    if sf: surr, a = self._sf_surrogate(f, h, lpf, params, loo, c.get('f_over_h'))
+    if sf: surr, a = self._sf_surrogate(f, h, lpf, params, loo, c.get('f_over_h'), c.get('h_within'))
     else: surr = (log_rho.exp() * (f if h is None else f + h) * lpf).sum()
     if lpb.requires_grad: surr = surr + (log_rho.exp() * c['kB'] * lpb).sum()    # pathwise term, learned p_B
     value = c['value'].to(lpf.dtype)
     lw = log_rho + c['log_w']
     diag = dict(loss=value.item(), log_Z_hat=_lse(log_rho - ell).item(), ess=(2 * _lse(lw) - _lse(2 * lw)).exp().item(),
-                cv_coef=a, **c.get('extra', {}))
+                **({} if a is None else dict(cv_coef=a)), **c.get('extra', {}))
     return value + (surr - surr.detach()), diag
 
 # %% ../nbs/05_estimators.ipynb #b10ec8f6
@@ -186,8 +227,9 @@ class ForwardKL(_FixedShift):
     "Estimator of ∇KL(p_B‖p_F) by importance sampling from p_F: unnormalised weights e^{−(ℓ+c)} or self-normalised."
     def __init__(self, cv: str = 'loo+sf',       # control variates: one of CV_NAMES ('sf' has no effect here)
                  self_normalized: bool = False,  # softmax(−ℓ) weights instead of the paper's e^{−(ℓ+c)}
-                 log_shift: float = None):       # fixed shift c of log R; None: max log R of the first batch
-        super().__init__(cv)
+                 log_shift: float = None,        # fixed shift c of log R; None: max log R of the first batch
+                 sf_coef: str = 'crossfit'):     # one of SF_COEFS; no effect here (no ∇f term), accepted for uniformity
+        super().__init__(cv, sf_coef)
         if self_normalized and log_shift is not None:
             raise ValueError(f"log_shift has no effect with self_normalized=True (the weights are normalised), got {log_shift}")
         self.self_normalized = bool(self_normalized)
@@ -205,7 +247,7 @@ class ForwardKL(_FixedShift):
         return dict(f=f, h=None, kB=f * (ell + c), log_w=-ell, value=value,
                     extra=dict(log_shift=c, log_weight_excess=excess))
 
-    def extra_repr(self) -> str: return f"cv={self.cv!r}, self_normalized={self.self_normalized}"
+    def extra_repr(self) -> str: return f"{self._cv_repr()}, self_normalized={self.self_normalized}"
 
 # %% ../nbs/05_estimators.ipynb #e5a66608
 def score_matrix(ts, params) -> Tensor:
@@ -239,25 +281,28 @@ def _renyi_estimate(ell, log_rho, alpha) -> Tensor:
 class Renyi(DivergenceLoss):
     "Estimator of sign(α)·∇R_α(p_F‖p_B): self-normalised weights softmax((α−1)ℓ), consistent, no shift needed."
     def __init__(self, alpha: float = 0.5,   # the order α (not 0 or 1); α < 0 minimises |R_α|
-                 cv: str = 'loo+sf'):        # control variates: one of CV_NAMES
-        super().__init__(cv)
+                 cv: str = 'loo+sf',         # control variates: one of CV_NAMES
+                 sf_coef: str = 'crossfit'): # how 'sf' estimates â: one of SF_COEFS
+        super().__init__(cv, sf_coef)
         self.alpha = _check_alpha(alpha)
 
     def coefficients(self, ell, log_rho, log_reward) -> dict:
         a, sg = self.alpha, math.copysign(1., self.alpha)
         vbar = torch.softmax(log_rho + (a - 1) * ell, 0) / log_rho.exp()  # g_n / ĝ, mean 1
-        return dict(f=sg * vbar / (a - 1), h=sg * vbar, f_over_h=1 / (a - 1), kB=-sg * vbar, log_w=(a - 1) * ell,
+        within = lambda m: sg * torch.softmax(log_rho[m] + (a - 1) * ell[m], 0) / torch.softmax(log_rho[m], 0)  # ĝ of part m
+        return dict(f=sg * vbar / (a - 1), h=sg * vbar, f_over_h=1 / (a - 1), h_within=within, kB=-sg * vbar, log_w=(a - 1) * ell,
                     value=sg * _renyi_estimate(ell, log_rho, a))
 
-    def extra_repr(self) -> str: return f"alpha={self.alpha}, cv={self.cv!r}"
+    def extra_repr(self) -> str: return f"alpha={self.alpha}, {self._cv_repr()}"
 
 # %% ../nbs/05_estimators.ipynb #ff2f6cde
 class Tsallis(_FixedShift):
     "Estimator of sign(α)·∇T_α(p_F‖p_B) with weights e^{(α−1)(ℓ+c)} and a fixed shift c: unbiased up to a constant."
     def __init__(self, alpha: float = 0.5,     # the order α (not 0 or 1); α < 0 minimises |T_α|
                  cv: str = 'loo+sf',           # control variates: one of CV_NAMES
-                 log_shift: float = None):     # fixed shift c of log R; None: max log R of the first batch
-        super().__init__(cv)
+                 log_shift: float = None,      # fixed shift c of log R; None: max log R of the first batch
+                 sf_coef: str = 'crossfit'):   # how 'sf' estimates â: one of SF_COEFS
+        super().__init__(cv, sf_coef)
         self.alpha = _check_alpha(alpha)
         self._init_shift(log_shift)
 
@@ -271,7 +316,7 @@ class Tsallis(_FixedShift):
         return dict(f=sg * g / (a - 1), h=sg * g, f_over_h=1 / (a - 1), kB=-sg * g, log_w=(a - 1) * ell, value=sg * T,
                     extra=dict(log_shift=c, log_weight_excess=excess))
 
-    def extra_repr(self) -> str: return f"alpha={self.alpha}, cv={self.cv!r}"
+    def extra_repr(self) -> str: return f"alpha={self.alpha}, {self._cv_repr()}"
 
 # %% ../nbs/05_estimators.ipynb #82b8cdfb
 class TableBackward(torch.nn.Module):
