@@ -5,7 +5,9 @@
 The coordinate construction (the paper's: 2 steps, 1-D Gaussian-mixture policy, 2x64 MLP) and the diffusion
 extension (T Gaussian steps, Brownian-bridge p_B, 2x64 MLP with a time embedding). Prints the median over `reps`
 timed runs after one warm-up, with and without the autograd graph, and the time of one grid evaluation (exact p_T
-on 256² cells; importance-sampled p̂_T on 48² cells with K = 8 paths). The thread count is stated (DESIGN.md §7).
+on 256² cells; importance-sampled p̂_T on 48² cells with K = 8 paths), and of the `preset='paper'` metrics: the
+same grid plus `jsd_kde` (kernel density estimates of 10,000 samples on 100² cells; the target's KDE is cached after
+the first call). The thread count is stated (DESIGN.md §7).
 """
 import argparse, time
 import torch
@@ -43,6 +45,10 @@ def main():
         s = timed(lambda: env.metrics(pf, **ekw), max(1, a.reps // 2), env.device)
         how = 'exact p_T' if not ekw else f"p̂_T, K={ekw['K']} paths"
         print(f"  {label:36s} {'grid metrics (' + how + f', {G}x{G})':30s} {s * 1e3:8.1f} ms")
+    env = CoordinateEnv('mixture', preset='paper', device=a.device)
+    pf = env.policy()
+    s = timed(lambda: env.metrics(pf), max(1, a.reps // 2), env.device)
+    print(f"  {'coordinate, preset=paper':36s} {'metrics + jsd_kde (n=10,000)':30s} {s * 1e3:8.1f} ms")
 
 if __name__ == '__main__':
     main()

@@ -235,3 +235,28 @@ def test_quick_training_reduces_jsd_all_losses():
     "Slow: every loss divides the untrained JSD by > 5 on the 9-mixture (coordinate construction, 300 steps)."
     models = train_losses(lambda: CoordinateEnv('mixture'), steps=300, batch_size=256, eval_every=300)
     for k, (e, pf, h) in models.items(): assert h[-1]['jsd'] < h[0]['jsd'] / 5, (k, h)
+
+def test_presets_through_the_trainer_factory():
+    "`make_task` passes `preset`: raw coordinates and the KDE JS for 'paper', the defaults (no jsd_kde) for 'ours'."
+    from gfn_nbdev.training import make_task
+    ours, paper = make_task('continuous'), make_task('continuous', preset='paper', target='banana', js_samples=500)
+    assert (ours.preset, ours.standardize, ours.js_samples) == ('ours', True, 0)
+    assert (paper.standardize, paper.js_samples, paper.target.name) == (False, 500, 'banana')
+    torch.manual_seed(0)
+    pf = paper.policy()
+    # raw units: with zero output weights the first step's mixture sits at 0 with unit scales
+    with torch.no_grad():
+        for p in pf.net[-1].parameters(): p.zero_()
+        d = pf.dist(paper.s0(1))
+    assert torch.allclose(d.means, torch.zeros_like(d.means)) and torch.allclose(d.log_scales, torch.zeros_like(d.log_scales))
+    m = paper.metrics(pf, G=64)
+    assert set(m) == {'jsd', 'l1', 'jsd_kde'} and 0 < m['jsd_kde'] < math.log(2)
+    with pytest.raises(ValueError, match="preset must be one of"): make_task('continuous', preset='raw')
+
+def test_kde_jsd_noise_floor_shrinks_with_the_sample_size():
+    "Two independent samples of the same target: the KDE JS is sampling noise only, and falls as n grows."
+    t, g = nine_mixture(), Grid(nine_mixture().view, 60)
+    draw = lambda n, s: t.sample(n, generator=torch.Generator().manual_seed(s)).double()
+    small = [kde_jsd(draw(500, s), draw(500, s + 10), g) for s in range(3)]
+    large = [kde_jsd(draw(8000, s), draw(8000, s + 10), g) for s in range(3)]
+    assert max(large) < min(small), (small, large)

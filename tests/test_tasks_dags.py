@@ -214,3 +214,17 @@ def test_trainer_contract():
             tr = sample_trajectories(env, pf, 64, epsilon=0.1)
             assert torch.isfinite(tr.log_ratio).all() and tr.log_pf.requires_grad
             tr.log_pf.sum().backward()
+
+def test_presets_through_the_trainer_factory():
+    "`make_task` passes `preset`; explicit constants override it; the paper preset's exact p_T at d = 5 sums to one."
+    from gfn_nbdev.training import make_task
+    ours, paper = make_task('dags'), make_task('dags', preset='paper')
+    assert (ours.preset, ours.d, len(ours.data), ours.score) == ('ours', 4, 100, 'bge')
+    assert (paper.d, len(paper.data), paper.score) == (5, 500, 'lingauss')
+    small = make_task('dags', preset='paper', d=3, n_samples=50)
+    assert (small.d, len(small.data), small.score) == (3, 50, 'lingauss')
+    torch.manual_seed(0)
+    pf = paper.policy(hidden=32)
+    with torch.no_grad(): lp = exact_log_pt(paper, pf)
+    assert len(lp) == 29_281 and abs(lp.double().exp().sum().item() - 1) < 1e-4
+    with pytest.raises(ValueError, match="preset must be one of"): make_task('dags', preset='d5')

@@ -190,3 +190,15 @@ def test_tb_with_exploration_learns_n7():
         loss = ((logZ + tr.log_ratio) ** 2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     assert exact_metrics(env, pf)['l1'] < 0.5
+
+def test_presets_through_the_trainer_factory():
+    "`make_task` passes `preset`; the paper preset keeps the data of its seed and only tempers the reward."
+    from gfn_nbdev.training import make_task
+    ours, paper = make_task('phylo'), make_task('phylo', preset='paper', seed=3)
+    assert (ours.preset, ours.branch_length, ours.temperature) == ('ours', 0.1, 1.0)
+    assert (paper.branch_length, paper.temperature, paper.n, paper.length) == (0.3, 2.5, 7, 25)
+    assert paper.sequences == simulate_alignment(seed=3)
+    x = paper.tree_state(((0, 1), ((2, 3), (4, (5, 6)))))
+    ref = Phylogenetics(seed=3, branch_length=0.3)
+    assert torch.allclose(paper.log_reward(x), ref.log_likelihood(ref.tree_state(((0, 1), ((2, 3), (4, (5, 6)))))) / 2.5)
+    with pytest.raises(ValueError, match="preset must be one of"): make_task('phylo', preset='PhyloGFN')

@@ -19,7 +19,7 @@ class PositionPolicy(torch.nn.Module):
         full = torch.cat([self.logits[k], torch.zeros(len(s), 1, dtype=self.logits.dtype)], 1)
         return MaskedCategorical(full, self.env.forward_mask(s))
 
-@pytest.mark.parametrize('A,L,reward', [(2, 1, 'additive'), (3, 4, 'modes'), (5, 3, 'additive'), (2, 7, 'modes')])
+@pytest.mark.parametrize('A,L,reward', [(2, 1, 'additive'), (3, 4, 'modes'), (5, 3, 'additive'), (2, 7, 'modes'), (3, 4, 'potts'), (4, 3, 'potts')])
 def test_levels_match_generic_dp_and_enumeration(A, L, reward):
     env = SequenceDesign(A, L, reward=reward, seed=A + L)
     torch.manual_seed(0)
@@ -113,3 +113,29 @@ def test_mode_tracker_and_constructor_for_the_trainer():
     with torch.no_grad():
         pt, pi = sequence_log_pt(env, pf).double().exp(), exact_log_pi(env).double().exp()
     assert abs(m['l1'] - (pt - pi).abs().sum().item()) < 1e-5
+
+def test_potts_reward_is_pairwise_and_not_factorised():
+    """The Potts log-reward is fields + couplings over pairs i < j: a brute-force sum over positions agrees, and changing
+    one coupling entry changes exactly the sequences that use it."""
+    env = SequenceDesign(3, 4, reward='potts', seed=5)
+    x = env.terminal_states()
+    brute = torch.tensor([sum(env.fields[i, s[i]].item() for i in range(4))
+                          + sum(env.couplings[i, j, s[i], s[j]].item() for i in range(4) for j in range(i + 1, 4))
+                          for s in x.tolist()], dtype=torch.float64)
+    assert torch.allclose(env.log_reward64(x), env.beta * brute, atol=1e-12)
+    J = env.couplings.clone(); J[1, 3, 2, 0] += 1.
+    env2 = SequenceDesign(3, 4, reward='potts', seed=5, couplings=J)
+    changed = (env2.log_reward64(x) - env.log_reward64(x)).abs() > 1e-9
+    assert torch.equal(changed, (x[:, 1] == 2) & (x[:, 3] == 0))
+    J = env.couplings.clone(); J[3, 1] += 5.                                # entries with i > j are ignored
+    assert torch.equal(SequenceDesign(3, 4, reward='potts', seed=5, couplings=J).log_reward64(x), env.log_reward64(x))
+
+def test_presets_through_the_trainer_factory():
+    "`make_task` passes `preset` like any constant; 'ours' keeps the additive reward's numbers, 'paper' is the Potts one."
+    from gfn_nbdev.training import make_task
+    ours, paper = make_task('sequences'), make_task('sequences', preset='paper', seed=2)
+    assert ours.preset == 'ours' and ours.reward == 'additive' and ours.beta == 1.0
+    assert torch.equal(ours.log_reward64(ours.terminal_states()[:100]), SequenceDesign().log_reward64(ours.terminal_states()[:100]))
+    assert (paper.reward, paper.beta, paper.n_tokens, paper.length) == ('potts', 1.3, 8, 6)
+    assert torch.equal(paper.fields, SequenceDesign(reward='potts', seed=2).fields)
+    with pytest.raises(ValueError, match="preset must be one of"): make_task('sequences', preset='Table 1')

@@ -19,8 +19,8 @@ from ..losses import make_loss
 # %% auto #0
 __all__ = ['TARGETS', 'LOSS_LABELS', 'Target', 'GaussianMixture', 'Banana', 'nine_mixture', 'wide_mixture', 'make_target', 'Grid',
            'grid_probs', 'grid_mass', 'grid_metrics', 'plot_density', 'histogram_chi2', 'GaussianMixture1D',
-           'CoordinateEnv', 'MixturePolicy', 'cell_key', 'continuous_step', 'importance_log_pt', 'fit', 'train_losses',
-           'plot_models']
+           'CoordinateEnv', 'MixturePolicy', 'cell_key', 'continuous_step', 'importance_log_pt', 'kde_log_density',
+           'kde_jsd', 'fit', 'train_losses', 'plot_models']
 
 # %% ../../nbs/25_tasks.continuous.ipynb #6b06aad7
 class Target:
@@ -257,13 +257,25 @@ class GaussianMixture1D:
 # %% ../../nbs/25_tasks.continuous.ipynb #6f6fb6f6
 class CoordinateEnv(Env):
     "The paper's continuous GFlowNet in R²: from 0, set x1 then x2; state (x1, x2, t), t = coordinates set."
-    def __init__(self, target='mixture', device='cpu'):
-        self.target = make_target(target)
+    presets = {'ours': dict(standardize=True, js_samples=0),               # the defaults
+               'paper': dict(standardize=False, js_samples=10_000)}       # raw coordinates; KDE JS in `metrics`
+    def __init__(self, target='mixture', standardize: bool = None, js_samples: int = None, preset: str = 'ours',
+                 device='cpu'):
+        if preset not in self.presets: raise ValueError(f"preset must be one of {list(self.presets)}, got {preset!r}")
+        p, self.preset = self.presets[preset], preset                      # explicit arguments override the preset
+        standardize = p['standardize'] if standardize is None else standardize
+        js_samples = p['js_samples'] if js_samples is None else js_samples
+        if not isinstance(standardize, bool): raise ValueError(f"standardize must be True or False, got {standardize!r}")
+        if isinstance(js_samples, bool) or not isinstance(js_samples, int) or js_samples < 0:
+            raise ValueError(f"js_samples must be an integer >= 0 (0: no KDE JS), got {js_samples!r}")
+        self.target, self.standardize, self.js_samples = make_target(target), standardize, js_samples
         self.device, self.dtype = torch.device(device), torch.get_default_dtype()
         self.state_shape, self.action_shape, self.action_dtype = (3,), (1,), self.dtype
         self.n_actions, self.n_bactions = None, 1      # no stop action; one backward action: clear the last coordinate
-        self._loc = torch.tensor(self.target.loc, dtype=self.dtype, device=self.device)
-        self._scale = torch.tensor(self.target.scale, dtype=self.dtype, device=self.device)
+        loc, scale = (self.target.loc, self.target.scale) if standardize else ((0., 0.), (1., 1.))
+        self._loc = torch.tensor(loc, dtype=self.dtype, device=self.device)      # the networks' units
+        self._scale = torch.tensor(scale, dtype=self.dtype, device=self.device)
+        self._kde_target = {}                                                      # cached target KDEs (`jsd_kde`)
 
     def s0(self, n): return torch.zeros(n, 3, dtype=self.dtype, device=self.device)
     def is_initial(self, s): return s[:, 2] == 0
@@ -361,9 +373,11 @@ def grid(self: CoordinateEnv, G: int = 256) -> Grid:
 
 @patch
 def metrics(self: CoordinateEnv, pf, G: int = 256) -> dict:
-    "JSD and L1 between p_T and the target on the G×G evaluation grid (exact densities, renormalised on the grid)."
+    "JSD and L1 between p_T and the target on the G×G grid (exact densities); with `js_samples` > 0 also `jsd_kde`."
     pts = self.grid(G).points(self.device, self.dtype)
-    with torch.no_grad(): return grid_metrics(self.log_pt(pf, pts).cpu(), self.target.log_prob(pts).cpu())
+    with torch.no_grad(): out = grid_metrics(self.log_pt(pf, pts).cpu(), self.target.log_prob(pts).cpu())
+    if self.js_samples: out['jsd_kde'] = self.jsd_kde(pf, self.js_samples)   # defined below
+    return out
 
 # %% ../../nbs/25_tasks.continuous.ipynb #52652d55
 @torch.no_grad()
@@ -378,6 +392,39 @@ def importance_log_pt(env, pf, pb, x: Tensor, K: int = 16, chunk: int = 1 << 16)
         w = (tr.log_pf - tr.log_pb).reshape(K, len(xs))                          # (K, m)
         out.append(torch.logsumexp(w, 0) - math.log(K))
     return torch.cat(out)
+
+# %% ../../nbs/25_tasks.continuous.ipynb #5b7eddf5
+def kde_log_density(samples: Tensor, points: Tensor, bandwidth: float = 0.1, chunk: int = 1024) -> Tensor:
+    "log of the exponential-kernel density estimate of `samples` (n, 2) at `points` (M, 2), (M,) float64."
+    if not (isinstance(bandwidth, (int, float)) and math.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be finite and > 0, got {bandwidth}")
+    x = check_finite('samples', _check_points(samples)).double()
+    if len(x) == 0: raise ValueError("samples is empty: a density estimate needs at least one point")
+    out = [torch.logsumexp(-torch.cdist(p.double(), x) / bandwidth, 1)                  # (chunk,) log sum_i e^{-|y-x_i|/h}
+           for p in _check_points(points).to(x.device).split(chunk)]
+    return torch.cat(out) - math.log(len(x) * 2 * math.pi * bandwidth ** 2)
+
+def kde_jsd(x_p: Tensor, x_q: Tensor, grid: Grid, bandwidth: float = 0.1) -> float:
+    "JSD between the KDEs of two samples (n, 2), read at the centres of `grid` and renormalised on it."
+    pts = grid.points(x_p.device, torch.float64)
+    return grid_metrics(kde_log_density(x_p, pts, bandwidth).cpu(), kde_log_density(x_q, pts, bandwidth).cpu())['jsd']
+
+# %% ../../nbs/25_tasks.continuous.ipynb #bddcceba
+@patch
+@torch.no_grad()
+def jsd_kde(self: CoordinateEnv, pf, n: int = 10_000, G: int = 100, bandwidth: float = 0.1, seed: int = 0) -> float:
+    "`kde_jsd` of `n` samples of `pf` and `n` of the target on a G×G grid over the target's view (seeded, RNG-neutral)."
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
+    grid = Grid(self.target.view, G)
+    pts = grid.points(self.device, torch.float64)
+    key = (n, G, float(bandwidth), seed)
+    if key not in self._kde_target:
+        y = self.target.sample(n, generator=torch.Generator().manual_seed(seed + 1)).to(self.device)
+        self._kde_target[key] = kde_log_density(y, pts, bandwidth).cpu()
+    with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
+        torch.manual_seed(seed)
+        x = sample_trajectories(self, pf, n).x[:, :2]
+    return grid_metrics(kde_log_density(x, pts, bandwidth).cpu(), self._kde_target[key])['jsd']
 
 # %% ../../nbs/25_tasks.continuous.ipynb #e521e5a2
 def fit(env, pf, loss, steps: int = 300, batch_size: int = 256, lr: float = 1e-3, lr_aux: float = 0.1,

@@ -126,9 +126,16 @@ def lingauss_local_scores(data: Tensor, noise_var: float = 0.1, prior_scale: flo
 class DAGEnv(Env):
     "Bayesian structure learning: build a DAG on `d` nodes edge by edge; R(G) ∝ p(D | G) (BGe or linear-Gaussian)."
     scores = ('bge', 'lingauss')
-    def __init__(self, d: int = 4, n_samples: int = 100, edge_prob: float = 0.5, noise_var: float = 0.1,
-                 seed: int = 0, score: str = 'bge', alpha_mu: float = 1., alpha_w: Optional[float] = None,
-                 prior_scale: float = 1., data: Optional[Tensor] = None, device='cpu'):
+    presets = {'ours': dict(d=4, n_samples=100, score='bge'),             # the defaults
+               'paper': dict(d=5, n_samples=500, score='lingauss')}       # the paper's DAG setting
+    def __init__(self, d: int = None, n_samples: int = None, edge_prob: float = 0.5, noise_var: float = 0.1,
+                 seed: int = 0, score: str = None, alpha_mu: float = 1., alpha_w: Optional[float] = None,
+                 prior_scale: float = 1., data: Optional[Tensor] = None, preset: str = 'ours', device='cpu'):
+        if preset not in self.presets: raise ValueError(f"preset must be one of {list(self.presets)}, got {preset!r}")
+        p, self.preset = self.presets[preset], preset                     # explicit arguments override the preset
+        d = p['d'] if d is None else d
+        n_samples = p['n_samples'] if n_samples is None else n_samples
+        score = p['score'] if score is None else score
         if int(d) != d or not 2 <= d <= 6: raise ValueError(f"d must be an integer between 2 and 6, got {d}")
         if int(n_samples) != n_samples or n_samples < 1: raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
         if not 0 <= edge_prob <= 1: raise ValueError(f"edge_prob must be in [0, 1], got {edge_prob}")

@@ -88,8 +88,14 @@ _ROOT, _MASK, _LEFT, _RIGHT, _NODE, _PART = 0, 1, 2, 3, 4, 5   # columns of a sl
 class Phylogenetics(Env):
     "Bayesian phylogenetics (PhyloGFN): build a rooted binary tree over n species by merging pairs of roots."
     max_enumerable = 7                                                    # all_states / terminal_states up to here
+    presets = {'ours': dict(branch_length=0.1, temperature=1.0),          # the defaults
+               'paper': dict(branch_length=0.3, temperature=2.5)}         # calibrated to the paper's starting L1
     def __init__(self, alignment=None, n: int = 7, length: int = 25, rate: float = 0.3, seed: int = 0,
-                 branch_length: float = 0.1, temperature: float = 1.0, device='cpu'):
+                 branch_length: float = None, temperature: float = None, preset: str = 'ours', device='cpu'):
+        if preset not in self.presets: raise ValueError(f"preset must be one of {list(self.presets)}, got {preset!r}")
+        p, self.preset = self.presets[preset], preset                     # explicit arguments override the preset
+        branch_length = p['branch_length'] if branch_length is None else branch_length
+        temperature = p['temperature'] if temperature is None else temperature
         for k, v in dict(branch_length=branch_length, temperature=temperature).items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise ValueError(f"{k} must be finite and > 0, got {v}")
         if alignment is None: self.names, seqs = [f"s{i}" for i in range(int(n))], simulate_alignment(n, length, rate, seed)

@@ -26,14 +26,20 @@ def _param(name: str, given, default: Tensor, shape: tuple) -> Tensor:
 
 # %% ../../nbs/22_tasks.sequences.ipynb #f2fe13bb
 class SequenceDesign(Env):
-    "Append one of `n_tokens` tokens per step up to `length`; additive (paper) or Hamming-mixture ('modes') reward."
-    def __init__(self, n_tokens: int = 8, length: int = 6, reward: str = 'additive', beta=None, n_modes_seq: int = 8,
+    "Append one of `n_tokens` tokens per step up to `length`; additive (paper's form), Hamming-mixture or Potts reward."
+    rewards = ('additive', 'modes', 'potts')
+    presets = {'ours': dict(reward='additive'),                            # the defaults
+               'paper': dict(reward='potts')}                             # rugged, starts at the paper's L1
+    def __init__(self, n_tokens: int = 8, length: int = 6, reward: str = None, beta=None, n_modes_seq: int = 8,
                  seed: int = 0, position_weights=None, token_values=None, mode_seqs=None, mode_top: float = 0.005,
-                 device='cpu'):
+                 fields=None, couplings=None, preset: str = 'ours', device='cpu'):
+        if preset not in self.presets: raise ValueError(f"preset must be one of {list(self.presets)}, got {preset!r}")
+        self.preset = preset
+        reward = self.presets[preset]['reward'] if reward is None else reward   # an explicit reward overrides the preset
         if int(n_tokens) != n_tokens or n_tokens < 2: raise ValueError(f"n_tokens must be an integer >= 2, got {n_tokens}")
         if int(length) != length or length < 1: raise ValueError(f"length must be an integer >= 1, got {length}")
-        if reward not in ('additive', 'modes'): raise ValueError(f"reward must be 'additive' or 'modes', got {reward!r}")
-        beta = (1.0 if reward == 'additive' else 3.0) if beta is None else beta
+        if reward not in self.rewards: raise ValueError(f"reward must be one of {self.rewards}, got {reward!r}")
+        beta = dict(additive=1.0, modes=3.0, potts=1.3)[reward] if beta is None else beta
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0): raise ValueError(f"beta must be finite and > 0, got {beta}")
         if int(n_modes_seq) != n_modes_seq or n_modes_seq < 1: raise ValueError(f"n_modes_seq must be an integer >= 1, got {n_modes_seq}")
         if not 0 < mode_top < 1: raise ValueError(f"mode_top must be in (0, 1), got {mode_top}")
@@ -42,13 +48,16 @@ class SequenceDesign(Env):
         self.reward, self.beta, self.mode_top = reward, float(beta), mode_top
         self.device, self.state_shape = torch.device(device), (L,)
         self.n_actions, self.n_bactions = A + 1, 1                        # append token a (+ stop) / remove the last token
-        gen = torch.Generator().manual_seed(int(seed))                    # always drawn in this order: g, f, modes
+        gen = torch.Generator().manual_seed(int(seed))                    # always drawn in this order: g, f, modes, h, J
         g, f = torch.rand(L, generator=gen, dtype=torch.float64), torch.randn(A, generator=gen, dtype=torch.float64)
         modes = torch.randint(A, (int(n_modes_seq), L), generator=gen)
+        h, J = torch.randn(L, A, generator=gen, dtype=torch.float64), torch.randn(L, L, A, A, generator=gen, dtype=torch.float64)
         self.position_weights = _param('position_weights', position_weights, g, (L,)).to(self.device)   # (L,)
         self.token_values = _param('token_values', token_values, f, (A,)).to(self.device)               # (A,)
         self.mode_seqs = _modes(mode_seqs, modes, A, L).to(self.device)                                   # (M, L)
         self.n_modes_seq = len(self.mode_seqs)
+        self.fields = _param('fields', fields, h, (L, A)).to(self.device)                                  # (L, A)
+        self.couplings = _param('couplings', couplings, J, (L, L, A, A)).to(self.device)                  # (L, L, A, A), i < j used
 
 def _modes(given, default, A, L) -> Tensor:
     if given is None: return default
@@ -89,6 +98,10 @@ def log_reward64(self: SequenceDesign, x) -> Tensor:
     if (x < 0).any(): raise ValueError(f"log_reward needs complete sequences (no -1), got incomplete rows {(x < 0).any(1).nonzero()[:5, 0].tolist()}")
     if self.reward == 'additive':
         return self.beta * (self.position_weights * self.token_values[x]).sum(1)              # (N,)
+    if self.reward == 'potts':
+        i, j = torch.triu_indices(self.length, self.length, 1, device=x.device)            # (P,) the pairs i < j
+        pos = torch.arange(self.length, device=x.device)
+        return self.beta * (self.fields[pos, x].sum(1) + self.couplings[i, j, x[:, i], x[:, j]].sum(1))
     ham = (x[:, None, :] != self.mode_seqs[None]).sum(2)                  # (N, M) Hamming distances
     return torch.logsumexp(-self.beta * ham.double(), 1)
 

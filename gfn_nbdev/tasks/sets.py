@@ -14,7 +14,7 @@ from ..exact import *
 
 # %% auto #0
 __all__ = ['MAX_STATES', 'SetGeneration', 'set_log_partition', 'SubsetSums', 'OptimalSetPolicy', 'exact_class_l1',
-           'sampled_class_l1', 'plot_reward_classes']
+           'sampled_class_l1', 'plot_reward_classes', 'sample_pi_sets', 'set_log_pt', 'mc_set_l1']
 
 # %% ../../nbs/21_tasks.sets.ipynb #94537154
 MAX_STATES = 5_000_000   # larger state spaces are not enumerated (terminal_states raises NotImplementedError)
@@ -36,8 +36,16 @@ def _utilities(n: int, seed: int, utilities, n_levels) -> Tensor:
 # %% ../../nbs/21_tasks.sets.ipynb #92e8f505
 class SetGeneration(Env):
     "Build a set of exactly `set_size` of `n_items` items, one per step; log R(S) is the sum of the items' utilities."
+    presets = {'ours': dict(l1_sets=0),                                    # the defaults
+               'paper': dict(l1_sets=64)}                                  # + the unbiased L1 (`mc_set_l1`) in `metrics`
     def __init__(self, n_items: int = 32, set_size: int = 16, seed: int = 0, utilities=None, n_levels=None,
-                 mode_top: float = 0.01, device='cpu'):
+                 mode_top: float = 0.01, l1_sets: int = None, preset: str = 'ours', device='cpu'):
+        if preset not in self.presets: raise ValueError(f"preset must be one of {list(self.presets)}, got {preset!r}")
+        p, self.preset = self.presets[preset], preset                     # explicit arguments override the preset
+        l1_sets = p['l1_sets'] if l1_sets is None else l1_sets
+        if isinstance(l1_sets, bool) or not isinstance(l1_sets, int) or l1_sets < 0:
+            raise ValueError(f"l1_sets must be an integer >= 0 (0: no L1 in metrics), got {l1_sets!r}")
+        self.l1_sets = l1_sets
         if int(n_items) != n_items or not 1 <= n_items <= 62:
             raise ValueError(f"n_items must be an integer in [1, 62] (the state key is an int64 bitmask), got {n_items}")
         if int(set_size) != set_size or not 1 <= set_size <= n_items:
@@ -297,3 +305,69 @@ def plot_reward_classes(env: SetGeneration, dists: dict, ax=None):
         ax.bar(vals.numpy() + (i - (len(dists) - 1) / 2) * w, agg.numpy(), width=w, label=label)
     ax.set_xlabel('log R'); ax.set_ylabel('probability'); ax.legend()
     return ax
+
+# %% ../../nbs/21_tasks.sets.ipynb #cc6939e8
+def sample_pi_sets(env: SetGeneration, n: int, seed: int = 0) -> Tensor:
+    "`n` exact draws (n, |U|) from π, item by item; seeded with its own generator (the global RNG is untouched)."
+    f, S = env.utilities.cpu(), env.set_size
+    log_e = torch.full((env.n_items + 1, S + 1), -math.inf, dtype=torch.float64)   # [i, r] = log e_r(items i..|U|-1)
+    log_e[-1, 0] = 0.
+    for i in range(env.n_items - 1, -1, -1):
+        log_e[i] = log_e[i + 1]
+        log_e[i, 1:] = torch.logaddexp(log_e[i + 1, 1:], f[i] + log_e[i + 1, :-1])
+    g = torch.Generator().manual_seed(int(seed))
+    r, x = torch.full((n,), S), torch.zeros(n, env.n_items, dtype=torch.long)
+    for i in range(env.n_items):                                          # P(item i joins | r still to choose)
+        log_p = f[i] + log_e[i + 1, (r - 1).clamp(min=0)] - log_e[i, r]
+        take = (r > 0) & (torch.rand(n, generator=g, dtype=torch.float64) < log_p.exp())
+        x[:, i], r = take.long(), r - take.long()
+    return x.to(env.device)
+
+# %% ../../nbs/21_tasks.sets.ipynb #96722ea3
+def _by_popcount(S: int, device) -> list:
+    "The bitmasks 0..2^S-1 grouped by their number of set bits, [(C(S, k),) for k = 0..S]."
+    m = torch.arange(1 << S, device=device)
+    pc = ((m[:, None] >> torch.arange(S, device=device)) & 1).sum(1)
+    return [m[pc == k] for k in range(S + 1)]
+
+@torch.no_grad()
+def set_log_pt(env: SetGeneration, pf, x: Tensor, max_states: int = 1 << 17) -> Tensor:
+    "Exact log p_T (B,) float64 of complete sets `x` (B, |U|): a DP over the 2^|S| subsets of each set."
+    S, n, dev = env.set_size, env.n_items, env.device
+    if S > 20: raise ValueError(f"set_log_pt lists the 2^|S| subsets of each set: it needs set_size <= 20, got {S}")
+    env.check_states(x, 'x')
+    if not env.is_complete(x).all(): raise ValueError(f"set_log_pt needs complete sets of {S} items, got sizes {x.sum(1).unique().tolist()}")
+    bits, cols = 1 << torch.arange(S, device=dev), torch.arange(S, device=dev)
+    sub = ((torch.arange(1 << S, device=dev)[:, None] & bits) > 0).to(x.dtype)   # (2^S, S) members of subset m
+    levels, out = _by_popcount(S, dev), []
+    for xs in x.split(max(1, max_states >> S)):
+        B = len(xs)
+        mem = xs.nonzero()[:, 1].view(B, S)                                  # (B, S) the members, ascending
+        st = torch.zeros(B, 1 << S, n, dtype=x.dtype, device=dev)            # (B, 2^S, |U|) every subset as a state
+        st.scatter_(2, mem[:, None].expand(-1, 1 << S, -1), sub[None].expand(B, -1, -1))
+        lp = pf.dist(st.flatten(0, 1)).log_probs.view(B, 1 << S, n + 1).double()
+        add = lp.gather(2, mem[:, None].expand(-1, 1 << S, -1))               # (B, 2^S, S) log p_F(add member k | m)
+        log_p = torch.full((B, 1 << S), -math.inf, dtype=torch.float64, device=dev)
+        log_p[:, 0] = 0.
+        for M in levels[1:]:                                                  # p(m) = sum_k p(m - k) p_F(k | m - k)
+            src = M[:, None] ^ bits                                           # (|M|, S) m without member k
+            v = (log_p[:, src] + add[:, src, cols]).masked_fill((M[:, None] & bits) == 0, -math.inf)
+            log_p[:, M] = torch.logsumexp(v, 2)
+        out.append(log_p[:, -1] + lp[:, -1, n])                               # + log p_F(stop | x) = 0
+    return torch.cat(out)
+
+# %% ../../nbs/21_tasks.sets.ipynb #eb1673fd
+def mc_set_l1(env: SetGeneration, pf, n: int = 64, seed: int = 0) -> dict:
+    "Unbiased L1 over all sets, 2 mean (1 - p_T/π)_+ over `n` exact draws of π (`seed`), with its standard error."
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2: raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    x = sample_pi_sets(env, n, seed)
+    log_pi = x.double() @ env.utilities - set_log_partition(env)
+    t = 2 * (1 - (set_log_pt(env, pf, x) - log_pi).exp()).clamp(min=0)   # (n,) each in [0, 2]
+    return dict(l1=t.mean().item(), se=(t.std() / math.sqrt(n)).item(), n=n)
+
+@patch
+def metrics(self: SetGeneration, pf) -> dict:
+    "`mc_set_l1` over `l1_sets` draws of π (seed 0) as `l1_mc`, `l1_mc_se`; nothing when `l1_sets` is 0."
+    if not self.l1_sets: return {}
+    r = mc_set_l1(self, pf, self.l1_sets)
+    return dict(l1_mc=r['l1'], l1_mc_se=r['se'])
