@@ -4,14 +4,15 @@
 
 # %% ../nbs/12_cli.ipynb #304a9cf3
 from __future__ import annotations
-import ast, csv, inspect, json, sys, time
+import ast, csv, signal, sys, threading, time
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
-from .training import *
+from .training import TrainConfig, Interrupted, train, compare, dumps
+from .training import summarize, summary_markdown, plot_history, METRIC_NAMES
 
 # %% auto #0
-__all__ = ['DEMO', 'parse_kv', 'parse_list', 'loss_kwargs', 'gfn_train', 'write_comparison', 'gfn_compare', 'train_main',
-           'compare_main', 'demo_main']
+__all__ = ['DEMO', 'parse_kv', 'parse_list', 'loss_kwargs', 'gfn_train', 'describe_task', 'write_comparison', 'gfn_compare',
+           'train_main', 'compare_main', 'demo_main']
 
 # %% ../nbs/12_cli.ipynb #1323c6c9
 def parse_kv(s: str) -> dict:
@@ -26,14 +27,21 @@ def parse_kv(s: str) -> dict:
 
 def parse_list(s: str, typ=str) -> list:
     "Parse `'a,b,c'` into a list (of `typ`)."
-    try: return [typ(p.strip()) for p in s.split(',') if p.strip()]
+    try: return [typ(p.strip()) for p in (s or '').split(',') if p.strip()]
     except ValueError: raise ValueError(f"cannot parse {s!r} as a comma-separated list of {typ.__name__}") from None
 
-def loss_kwargs(name: str, **given) -> dict:
-    "The options in `given` (not None) that loss `name` accepts; `cv='none'` means no control variate."
+def _flags(keys) -> str: return ', '.join('--' + k.replace('_', '-') for k in keys)
+
+def loss_kwargs(name: str, strict: bool = False, **given) -> dict:
+    "The options in `given` (not None) that loss `name` accepts (`strict`: the others are an error); `cv='none'` means no control variate."
     from gfn_nbdev.losses import loss_args
     accepted = loss_args(name)
-    kw = {k: v for k, v in given.items() if v is not None and k in accepted}
+    given = {k: v for k, v in given.items() if v is not None}
+    unused = [k for k in given if k not in accepted]
+    if strict and unused:
+        raise ValueError(f"{_flags(unused)}: not {'an option' if len(unused) == 1 else 'options'} of loss {name!r} "
+                         f"(its options: {', '.join(accepted) or 'none'})")
+    kw = {k: v for k, v in given.items() if k in accepted}
     if kw.get('cv') in ('none', 'None', ''): kw['cv'] = None
     return kw
 
@@ -43,67 +51,87 @@ def gfn_train(task: str = 'hypergrid',  # task name
               task_args: str = '',        # task constants, e.g. "ndim=4,height=8"
               loss: str = 'tb',           # loss name
               alpha: float = None,        # alpha of renyi / tsallis
-              cv: str = None,             # control variates: none, loo, sf, loo+sf
+              cv: str = None,             # control variates of the divergences: none, loo, sf, loo+sf
+              sf_coef: str = None,        # how the divergences' 'sf' estimates its coefficient: crossfit or batch
               lam: float = None,          # lambda of subtb
               self_normalized: bool = False,  # self-normalised weights for fwd_kl
               steps: int = 2000, batch_size: int = 64, lr: float = 1e-3,
               lr_aux: float = 0.1,        # learning rate of log Z
               lr_schedule: str = 'constant', clip: float = 10.0, hidden: int = 256, n_layers: int = 2,
               epsilon: float = 0.0, temperature: float = 1.0, seed: int = 0,
-              device: str = 'auto',       # cpu, cuda, or auto
+              device: str = 'auto',       # cpu, cuda, cuda:N, mps, or auto
               eval_every: int = 100, ckpt_every: int = 100,
               out: str = None,            # output folder (config, metrics.jsonl, checkpoint.pt, final.json)
               resume: bool = False,       # continue the run in `out` from its checkpoint
               quiet: bool = False):
-    "Train a GFlowNet on one task with one loss; prints the final metrics as JSON."
-    lkw = loss_kwargs(loss, alpha=alpha, cv=cv, lam=lam, self_normalized=self_normalized or None)
+    "Train a GFlowNet on one task with one loss; prints the final metrics (the last evaluation and the best-so-far distances) as JSON."
+    lkw = loss_kwargs(loss, strict=True, alpha=alpha, cv=cv, sf_coef=sf_coef, lam=lam, self_normalized=self_normalized or None)
     cfg = TrainConfig(task=task, task_kw=parse_kv(task_args), loss=loss, loss_kw=lkw, steps=steps, batch_size=batch_size,
                       lr=lr, lr_aux=lr_aux, lr_schedule=lr_schedule, clip=clip, hidden=hidden, n_layers=n_layers,
                       epsilon=epsilon, temperature=temperature, seed=seed, device=device, eval_every=eval_every,
                       ckpt_every=ckpt_every, out=out, progress=not quiet)
     res = train(cfg, resume=resume)
-    print(json.dumps(res['final']))
+    print(dumps(res['final']))
     return res
 
 # %% ../nbs/12_cli.ipynb #3c86b441
-def write_comparison(runs, out, metric: str = 'l1') -> dict:
+def describe_task(task: str, task_kw: dict) -> str:
+    "`hypergrid (ndim=2, height=16, R0=0.01)`: the task and its constants, for titles and headers."
+    return f"{task} ({', '.join(f'{k}={v}' for k, v in task_kw.items())})" if task_kw else f"{task} (default constants)"
+
+# %% ../nbs/12_cli.ipynb #e834426f
+def write_comparison(runs, out, metric: str = 'l1', title: str = None) -> dict:
     "Write `runs.csv` (one row per run), `summary.csv`, `summary.md` and `convergence.png` into `out`."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in runs for k in r['final']})
+    keys = list(dict.fromkeys(['step', 'wall'] + sorted({k for r in runs for k in r['final']} - {'step', 'wall'})))
+    if {'loss', 'seed'} & set(keys): raise ValueError(f"metric names collide with the columns loss, seed: {keys}")
     with (out / 'runs.csv').open('w', newline='') as f:
-        w = csv.writer(f); w.writerow(['objective', 'seed', 'wall_s'] + keys)   # 'loss' is a metric column
-        for r in runs: w.writerow([r['loss'], r['seed'], f"{r['wall']:.2f}"] + [r['final'].get(k, '') for k in keys])
+        w = csv.writer(f); w.writerow(['loss', 'seed'] + keys)
+        for r in runs: w.writerow([r['loss'], r['seed']] + ['' if r['final'].get(k) is None else r['final'][k] for k in keys])
     summary = summarize(runs, metric)
     with (out / 'summary.csv').open('w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(summary[0])); w.writeheader(); w.writerows(summary)
     (out / 'summary.md').write_text(summary_markdown(summary) + '\n')
-    fig, ax = plt.subplots(figsize=(6, 3.5)); plot_history(runs, metric, ax)
-    fig.tight_layout(); fig.savefig(out / 'convergence.png', dpi=100); plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.5)); plot_history(runs, metric, ax, title=title)
+    fig.tight_layout(); fig.savefig(out / 'convergence.png', dpi=200); plt.close(fig)    # 1200×700 px
     return dict(summary=summary, files=[str(out / n) for n in ('runs.csv', 'summary.csv', 'summary.md', 'convergence.png')])
 
+# %% ../nbs/12_cli.ipynb #c08236d2
 @call_parse
 def gfn_compare(task: str = 'hypergrid', task_args: str = '',
                 losses: str = 'tb,rev_kl,fwd_kl,renyi,tsallis',  # comma-separated loss names
                 seeds: str = '0,1,2',     # comma-separated seeds
-                alpha: float = 0.5, cv: str = 'loo+sf', lam: float = None,
-                steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, lr_aux: float = 0.1, hidden: int = 256,
-                n_layers: int = 2, eval_every: int = 100, device: str = 'auto',
-                out: str = 'runs/compare',  # output folder
+                alpha: float = None,      # alpha of renyi / tsallis (default: theirs, 0.5)
+                cv: str = None,           # control variates of the divergences (default: theirs, loo+sf)
+                sf_coef: str = None,      # how 'sf' estimates its coefficient: crossfit or batch (default: theirs)
+                lam: float = None,        # lambda of subtb
+                steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, lr_aux: float = 0.1,
+                lr_schedule: str = 'constant',  # or poly: linear decay to 0
+                hidden: int = 256, n_layers: int = 2, eval_every: int = 100, ckpt_every: int = 100, device: str = 'auto',
+                out: str = 'runs/compare',  # output folder: one sub-folder per run, and the tables and plot
+                resume: bool = False,     # continue the runs in `out` (finished ones are read back)
                 quiet: bool = False):
-    "Train several losses over several seeds; print and write a table of the final exact L1 and a convergence plot."
+    "Train several losses over several seeds; print and write a table of the final and best exact L1 and a convergence plot."
+    from gfn_nbdev.losses import loss_args
     names, seed_list = parse_list(losses), parse_list(seeds, int)
-    lkw = {n: loss_kwargs(n, alpha=alpha, cv=cv, lam=lam) for n in names}
+    if not names: raise ValueError(f"--losses is empty ({losses!r}): give comma-separated loss names, e.g. tb,renyi")
+    if not seed_list: raise ValueError(f"--seeds is empty ({seeds!r}): give comma-separated integers, e.g. 0,1,2")
+    given = dict(alpha=alpha, cv=cv, sf_coef=sf_coef, lam=lam)
+    unused = [k for k, v in given.items() if v is not None and not any(k in loss_args(n) for n in names)]
+    if unused: raise ValueError(f"{_flags(unused)}: not an option of any of the losses {', '.join(names)}")
+    lkw = {n: loss_kwargs(n, **given) for n in names}
     base = TrainConfig(task=task, task_kw=parse_kv(task_args), steps=steps, batch_size=batch_size, lr=lr, lr_aux=lr_aux,
-                       hidden=hidden, n_layers=n_layers, eval_every=eval_every, device=device, progress=False).validate()
-    outp = Path(out)
-    try: outp.mkdir(parents=True, exist_ok=True); (outp / '.write_test').touch(); (outp / '.write_test').unlink()
-    except OSError as e: raise ValueError(f"output folder {outp} is not writable: {e}") from None
-    runs = compare(names, seed_list, base, lkw, out=None, log=None if quiet else print)
-    metric = 'l1' if 'l1' in runs[0]['final'] else 'top_k'
-    res = write_comparison(runs, outp, metric)
-    print(f"\n{task} {base.task_kw or ''}, {steps} steps, batch {batch_size}, seeds {seed_list}; final exact {metric}:\n")
+                       lr_schedule=lr_schedule, hidden=hidden, n_layers=n_layers, eval_every=eval_every,
+                       ckpt_every=ckpt_every, device=device, progress=not quiet).validate()
+    runs = compare(names, seed_list, base, lkw, out=out, resume=resume, log=None if quiet else print)
+    metric = 'l1' if runs[0]['final'].get('l1') is not None else 'log_top_k'
+    setting = (f"{steps} steps, batch {batch_size}, lr {lr:g} ({lr_schedule}), {len(seed_list)} "
+               f"seed{'s' * (len(seed_list) > 1)}")
+    res = write_comparison(runs, out, metric, title=f"{describe_task(task, base.task_kw)}\n{setting}")
+    print(f"\n{describe_task(task, base.task_kw)}: {setting} ({', '.join(map(str, seed_list))}); "
+          f"{METRIC_NAMES.get(metric, metric).replace('$', '')} at the last step and the best over the run:\n")
     print(summary_markdown(res['summary']))
     print('\nwrote ' + ', '.join(res['files']))
     return res
@@ -115,13 +143,24 @@ def _underscore(arg: str) -> str:
     name, eq, val = arg[2:].partition('=')
     return '--' + name.replace('-', '_') + eq + val
 
+def _exit(prog: str, msg: str, code: int):
+    print(f"{prog}: {' '.join(str(msg).split())}", file=sys.stderr)   # one line, whatever the message held
+    sys.exit(code)
+
+def _terminate(signum, frame): raise Interrupted(signum)
+
 def _run(func, argv=None):
     p = anno_parser(func, prog=func.__name__.replace('_', '-'))
     args = vars(p.parse_args([_underscore(a) for a in (sys.argv[1:] if argv is None else argv)]))
     args.pop('pdb', None); args.pop('xtra', None)
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _terminate) if main else None
     try: return func(**args)
-    except (ValueError, FloatingPointError) as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr); sys.exit(2)
+    except Interrupted as e: _exit(p.prog, e.describe('--resume'), e.exit_code)
+    except KeyboardInterrupt: _exit(p.prog, 'interrupted by SIGINT; no checkpoint written', 128 + signal.SIGINT)
+    except (ValueError, FloatingPointError) as e: _exit(p.prog, f"error: {e}", 2)
+    finally:
+        if main: signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
 
 def train_main(argv=None):
     "Console entry point of `gfn-train`."
@@ -136,9 +175,9 @@ DEMO = dict(task='hypergrid', task_args='ndim=2,height=16,R0=0.01', losses='tb,r
             seeds='0,1,2', steps=400, batch_size=64, hidden=128, eval_every=50, device='cpu', out='runs/demo')
 
 def demo_main(argv=None):
-    "Console entry point of `gfn-demo`: `gfn-compare` with the embedded default `DEMO`."
+    "Console entry point of `gfn-demo`: `gfn-compare --resume` with the embedded default `DEMO`."
     import torch
     torch.set_num_threads(1)
     t = time.time()
-    _run(gfn_compare, [f"--{k}={v}" for k, v in DEMO.items()] + list(sys.argv[1:] if argv is None else argv))
+    _run(gfn_compare, [f"--{k}={v}" for k, v in DEMO.items()] + ['--resume'] + list(sys.argv[1:] if argv is None else argv))
     print(f"demo finished in {time.time() - t:.0f}s")

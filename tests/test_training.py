@@ -1,5 +1,5 @@
-"Training reliability: exact resume after a real kill, CLI errors, metrics against hand-computed cases."
-import json, math, os, signal, subprocess, sys, time
+"Training reliability: exact resume after SIGKILL / SIGINT / SIGTERM, safe checkpoints, one run per folder, CLI errors, strict JSON."
+import json, math, os, re, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
@@ -7,51 +7,152 @@ from gfn_nbdev.evaluation import l1, tv, jsd, mean_abs_error, exact_metrics, Mod
 from gfn_nbdev.exact import TablePolicy
 from gfn_nbdev.core import diamond_env
 from gfn_nbdev.tasks.hypergrid import HyperGrid
+from gfn_nbdev.training import TrainConfig, train, CKPT_FORMAT
+from gfn_nbdev.cli import train_main, compare_main
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONHASHSEED': '0'}
-ARGS = ['--task-args', 'ndim=2,height=6', '--steps', '240', '--batch-size', '32', '--hidden', '32',
-        '--eval-every', '20', '--ckpt-every', '20', '--seed', '3', '--device', 'cpu', '--quiet']
+STEPS = 120
+ARGS = ['--task-args', 'ndim=2,height=6', '--steps', str(STEPS), '--batch-size', '32', '--hidden', '32',
+        '--eval-every', '20', '--seed', '3', '--device', 'cpu', '--quiet']
 
 def cli(name, *args, **kw):
     return subprocess.run([str(BIN / name), *args], env=ENV, capture_output=True, text=True, timeout=300, **kw)
 
+def lines(out): return (Path(out) / 'metrics.jsonl').read_text().splitlines()
+
 def rows(out):
     "metrics.jsonl without the wall-clock column (the only field allowed to differ)."
-    return [{k: v for k, v in json.loads(l).items() if k != 'wall'} for l in (Path(out) / 'metrics.jsonl').read_text().splitlines()]
+    return [{k: v for k, v in json.loads(l).items() if k != 'wall'} for l in lines(out)]
 
-@pytest.mark.parametrize('loss', ['tb', 'renyi'])
-def test_resume_after_kill_is_bit_identical(tmp_path, loss):
-    a, b = tmp_path / 'a', tmp_path / 'b'
-    r = cli('gfn-train', *ARGS, '--loss', loss, '--out', str(a))
-    assert r.returncode == 0, r.stderr
-    # the same run, killed with SIGKILL (no chance to clean up) once a few checkpoints exist
-    p = subprocess.Popen([str(BIN / 'gfn-train'), *ARGS, '--loss', loss, '--out', str(b)], env=ENV,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def wait_for(cond, timeout=120):
     t0 = time.time()
-    while time.time() - t0 < 120:
-        m = b / 'metrics.jsonl'
-        if m.exists() and len(m.read_text().splitlines()) >= 5 and (b / 'checkpoint.pt').exists(): break
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL); p.wait()
-    killed_at = len((b / 'metrics.jsonl').read_text().splitlines())
-    assert killed_at < len(rows(a)), 'the run finished before it could be killed: make it longer'
+    while time.time() - t0 < timeout and not cond(): time.sleep(0.05)
+
+def in_process(main, args, capsys):
+    "Run an entry point in this process; its exit status and stderr."
+    with pytest.raises(SystemExit) as e: main(args)
+    return e.value.code, capsys.readouterr().err
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    "The uninterrupted run of each loss, computed once per module."
+    cache = {}
+    def get(loss):
+        if loss not in cache:
+            a = tmp_path_factory.mktemp(f'ref-{loss}')
+            r = cli('gfn-train', *ARGS, '--ckpt-every', '20', '--loss', loss, '--out', str(a))
+            assert r.returncode == 0, r.stderr
+            cache[loss] = a
+        return cache[loss]
+    return get
+
+@pytest.mark.parametrize('sig', ['SIGKILL', 'SIGINT', 'SIGTERM'])
+@pytest.mark.parametrize('loss', ['tb', 'renyi'])
+def test_resume_after_a_signal_is_bit_identical(tmp_path, reference, loss, sig):
+    a, b, signum = reference(loss), tmp_path / 'b', getattr(signal, sig)
+    # SIGKILL gives no chance to clean up: the resume starts from the last periodic checkpoint. SIGINT and SIGTERM:
+    # no periodic checkpoints at all, so the resume starts from the one written where the signal stopped the run.
+    p = subprocess.Popen([str(BIN / 'gfn-train'), *ARGS, '--ckpt-every', '20' if sig == 'SIGKILL' else '0',
+                          '--loss', loss, '--out', str(b)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (b / 'metrics.jsonl').exists() and len(lines(b)) >= 3
+             and (sig != 'SIGKILL' or (b / 'checkpoint.pt').exists()))
+    p.send_signal(signum); out, err = p.communicate(timeout=120)
+    if sig == 'SIGKILL': assert p.returncode == -signal.SIGKILL
+    else:
+        assert p.returncode == 128 + signum, (p.returncode, err)                 # 130 / 143
+        assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+        m = re.fullmatch(rf"gfn-train: interrupted by {sig} at step (\d+); checkpoint saved in {re.escape(str(b))} "
+                         r"\(continue with --resume\)", err.strip())
+        assert m, err
+        ck = torch.load(b / 'checkpoint.pt', weights_only=True)
+        assert ck['step'] == int(m[1]) and ck['wall'] >= json.loads(lines(b)[-1])['wall']
+    assert len(lines(b)) < len(rows(a)), 'the run finished before it could be stopped: make it longer'
     r = cli('gfn-train', *ARGS, '--loss', loss, '--out', str(b), '--resume')
     assert r.returncode == 0, r.stderr
     assert rows(a) == rows(b)                      # every metric, every evaluation, bit for bit
     assert json.loads((a / 'final.json').read_text())['l1'] == json.loads((b / 'final.json').read_text())['l1']
+    walls = [json.loads(l)['wall'] for l in lines(b)]
+    assert walls == sorted(walls), walls           # the wall clock continues across the resume
 
-def test_sigint_saves_a_checkpoint(tmp_path):
-    out = tmp_path / 'c'
-    p = subprocess.Popen([str(BIN / 'gfn-train'), *ARGS[:-1], '--steps', '100000', '--ckpt-every', '0', '--out', str(out)],
+class Payload:
+    "A pickle that creates a folder when unpickled: what a malicious checkpoint would do with worse code."
+    def __init__(self, path): self.path = path
+    def __reduce__(self): return (os.mkdir, (self.path,))
+
+def test_crafted_checkpoint_runs_no_code(tmp_path):
+    out, marker = tmp_path / 'evil', tmp_path / 'marker'
+    out.mkdir()
+    torch.save(dict(format=CKPT_FORMAT, step=0, x=Payload(str(marker))), out / 'checkpoint.pt')
+    r = cli('gfn-train', '--steps', '5', '--quiet', '--out', str(out), '--resume')
+    assert r.returncode == 2 and not marker.exists(), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr
+    assert 'was not loaded (nothing in it was run)' in r.stderr and 'mkdir' in r.stderr, r.stderr
+    torch.load(out / 'checkpoint.pt', weights_only=False)      # loaded as before (weights_only=False), the payload runs
+    assert marker.exists()
+
+def test_old_checkpoint_format_is_a_clear_error(tmp_path):
+    import numpy as np
+    out = tmp_path / 'v1'; out.mkdir()
+    torch.save(dict(format='gfn_nbdev-checkpoint-v1', rng=dict(numpy=np.random.get_state())), out / 'checkpoint.pt')
+    r = cli('gfn-train', '--steps', '5', '--quiet', '--out', str(out), '--resume')
+    assert r.returncode == 2 and 'format v1' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+def test_checkpoint_is_plain_data(tmp_path):
+    out = tmp_path / 'p'
+    assert cli('gfn-train', *ARGS, '--steps', '20', '--out', str(out)).returncode == 0
+    ck = torch.load(out / 'checkpoint.pt', weights_only=True)           # would raise on any pickled object
+    assert ck['format'] == CKPT_FORMAT and ck['step'] == 20 and ck['wall'] > 0
+    assert [p.name for p in out.iterdir() if p.name.endswith('.tmp')] == []   # no temporary left behind
+
+def test_one_run_per_folder(tmp_path):
+    out = tmp_path / 'held'
+    p = subprocess.Popen([str(BIN / 'gfn-train'), *ARGS, '--steps', '100000', '--ckpt-every', '0', '--out', str(out)],
                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while time.time() - t0 < 120 and not ((out / 'metrics.jsonl').exists() and len((out / 'metrics.jsonl').read_text().splitlines()) >= 3):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=60)
-    assert 'checkpoint saved' in err
-    ck = torch.load(out / 'checkpoint.pt', weights_only=False)
-    assert ck['step'] >= 40 and ck['format'] == 'gfn_nbdev-checkpoint-v1'
+    try:
+        wait_for(lambda: (out / 'metrics.jsonl').exists() and len(lines(out)) >= 1)
+        for extra in ([], ['--resume']):
+            r = cli('gfn-train', *ARGS, '--out', str(out), *extra)
+            assert r.returncode == 2 and f"{out} is in use by another run (process {p.pid})" in r.stderr, r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        p.send_signal(signal.SIGTERM); _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and 'interrupted by SIGTERM at step' in err, err
+    r = cli('gfn-train', *ARGS, '--out', str(out))          # a partial run, and no --resume: refused
+    assert r.returncode == 2, r.stderr
+    assert f"{out} already holds a run (checkpoint.pt, metrics.jsonl): continue it with --resume" in r.stderr, r.stderr
+
+def test_compare_runs_are_checkpointed_and_resumable(tmp_path, capsys):
+    out = tmp_path / 'cmp'
+    args = ['--task-args', 'ndim=2,height=4', '--losses', 'tb,rev_kl', '--seeds', '0', '--steps', '30', '--hidden', '16',
+            '--eval-every', '10', '--device', 'cpu', '--out', str(out), '--quiet']
+    compare_main(args)                                         # in this process: the same entry point, no start-up cost
+    for run in ('tb-seed0', 'rev_kl-seed0'): assert (out / run / 'checkpoint.pt').exists() and (out / run / 'final.json').exists()
+    summary = (out / 'summary.csv').read_text()
+    code, err = in_process(compare_main, args, capsys)
+    assert code == 2 and 'already holds a run' in err and '--resume' in err, err
+    compare_main(args + ['--resume'])
+    assert (out / 'summary.csv').read_text() == summary      # finished runs are read back, wall time included
+
+def test_outputs_are_strict_json(tmp_path):
+    out = tmp_path / 'j'
+    r = cli('gfn-train', *ARGS, '--steps', '20', '--out', str(out))
+    assert r.returncode == 0, r.stderr
+    def strict(s):
+        return json.loads(s, parse_constant=lambda c: pytest.fail(f"{c} is not JSON: {s[:200]}"))
+    strict(r.stdout.strip().splitlines()[-1])
+    ms = [strict(l) for l in lines(out)]
+    assert ms[0]['step'] == 0 and ms[0]['train_loss'] is None            # no training loss before the first step: null
+    strict((out / 'final.json').read_text()); strict((out / 'config.json').read_text())
+
+def test_evaluation_does_not_touch_the_training_stream():
+    "The diffusion task's metrics sample backward paths: the training must not depend on how often one evaluates."
+    kw = dict(task='diffusion', task_kw=dict(T=5), loss='tb', steps=20, batch_size=16, hidden=32, device='cpu', progress=False)
+    every5, every10 = (train(TrainConfig(eval_every=k, **kw))['history'] for k in (5, 10))
+    drop = lambda r: {k: v for k, v in r.items() if k not in ('wall', 'train_loss')}   # train_loss: a mean over a different window
+    common = {r['step']: drop(r) for r in every10}
+    assert sorted(common) == [0, 10, 20] and 'jsd' in common[20]
+    assert [drop(r) for r in every5 if r['step'] in common] == list(common.values())
 
 @pytest.mark.parametrize('args,msg', [
     (['--task', 'nope'], "unknown task 'nope'; valid tasks: "),
@@ -62,11 +163,43 @@ def test_sigint_saves_a_checkpoint(tmp_path):
     (['--out', '/proc/nope'], 'not writable'),
     (['--task-args', 'ndim'], "expected key=value in 'ndim'"),
     (['--task-args', 'ndim=0'], 'ndim must be a positive integer, got 0'),
+    (['--task-args', 'foo=1'], "task 'hypergrid' has no argument 'foo'; it accepts ndim, height, R0, R1, R2"),
+    (['--device', 'nope'], "unknown device 'nope'"),
+    pytest.param(['--device', 'cuda'], 'CUDA is not available on this machine',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present')),
+    (['--loss', 'tb', '--alpha', '0.5'], "--alpha: not an option of loss 'tb'"),
+    (['--loss', 'renyi', '--lam', '0.5'], "--lam: not an option of loss 'renyi'"),
+    (['--loss', 'renyi', '--batch-size', '1'], "loss 'renyi' with cv='loo+sf' uses a leave-one-out or cross-fitted statistic of the batch: batch_size must be at least 2, got 1"),
+    (['--loss', 'tsallis', '--cv', 'sf', '--batch-size', '1'], "loss 'tsallis' with cv='sf' uses a leave-one-out or cross-fitted statistic"),
+    (['--loss', 'tb', '--sf-coef', 'batch'], "--sf-coef: not an option of loss 'tb'"),
+    (['--loss', 'rev_kl', '--cv', 'loo', '--batch-size', '1'], 'batch_size must be at least 2'),
+    (['--loss', 'vargrad', '--batch-size', '1'], "loss 'vargrad' uses a leave-one-out or cross-fitted statistic of the batch: batch_size must be at least 2"),
+    (['--resume'], '--resume (resume=True) needs the output folder'),
 ])
-def test_cli_errors_are_clear(args, msg):
-    r = cli('gfn-train', '--steps', '5', '--quiet', *args)
-    assert r.returncode == 2 and msg in r.stderr, (r.returncode, r.stderr)
-    assert 'Traceback' not in r.stderr
+def test_cli_errors_are_one_line(args, msg, capsys):
+    code, err = in_process(train_main, ['--steps', '5', '--quiet', *args], capsys)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (code, err)
+    assert err.startswith('gfn-train: error: ')
+
+@pytest.mark.parametrize('args,msg', [
+    (['--losses', ''], "--losses is empty ('')"),
+    (['--seeds', ','], "--seeds is empty (',')"),
+    (['--seeds', '0,0'], 'seeds must be distinct, got [0, 0]'),
+    (['--losses', 'tb,nope'], "unknown loss 'nope'"),
+    (['--losses', 'tb,db', '--alpha', '0.5'], '--alpha: not an option of any of the losses tb, db'),
+    (['--device', 'nope'], "unknown device 'nope'"),
+])
+def test_compare_errors_are_one_line(args, msg, capsys, tmp_path):
+    code, err = in_process(compare_main, ['--steps', '5', '--quiet', '--out', str(tmp_path / 'c'), *args], capsys)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (code, err)
+
+def test_resume_errors_name_resume(tmp_path, capsys):
+    code, err = in_process(train_main, ['--steps', '5', '--quiet', '--out', str(tmp_path / 'empty'), '--resume'], capsys)
+    assert code == 2 and '--resume (resume=True) given but there is no checkpoint at' in err, err
+
+def test_a_real_process_error_has_no_traceback():
+    r = cli('gfn-train', '--steps', '5', '--quiet', '--loss', 'tb', '--alpha', '0.5')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 def test_corrupt_checkpoint_and_wrong_run(tmp_path):
     out = tmp_path / 'd'; out.mkdir()
@@ -76,7 +209,7 @@ def test_corrupt_checkpoint_and_wrong_run(tmp_path):
     assert r.returncode == 2 and 'corrupt or unreadable' in r.stderr
     assert (out / 'checkpoint.pt').read_bytes() == b'not a checkpoint'   # nothing already written is lost
     r = cli('gfn-train', '--steps', '5', '--quiet', '--out', str(out))
-    assert r.returncode == 2 and 'pass resume=True' in r.stderr
+    assert r.returncode == 2 and 'already holds a run' in r.stderr and '--resume' in r.stderr
     e = tmp_path / 'e'
     assert cli('gfn-train', *ARGS, '--steps', '20', '--out', str(e)).returncode == 0
     r = cli('gfn-train', *ARGS, '--steps', '40', '--batch-size', '16', '--out', str(e), '--resume')
