@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from .core import *
-from .exact import *
+from .core import GraphEnv
+from .exact import enumerate_trajectories, exact_log_pi, exact_log_pt, state_graph, TablePolicy
 from .gflownets import balanced_policy
 
 # %% auto #0

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from .core import *
+from .core import MaskedCategorical, UniformBackward
 
 # %% auto #0
 __all__ = ['StateGraph', 'state_index', 'state_graph', 'exact_log_pt', 'exact_log_pi', 'TablePolicy', 'TrajectorySet',

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
-from .core import *
-from .exact import *
+from .core import GraphEnv, MaskedCategorical, UniformBackward
+from .exact import state_graph, state_index
 from .exact import _log_index_add
 
 # %% auto #0

@@ -8,7 +8,6 @@ import math
 from typing import Callable, Optional
 import torch
 from torch import Tensor
-from .core import *
 
 # %% auto #0
 __all__ = ['gaussian_log_density', 'sample_gaussian_paths', 'gaussian_log_pf', 'brownian_bridge_log_pb', 'sample_brownian_bridge',

@@ -9,10 +9,9 @@ import time
 from dataclasses import dataclass
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import *
+from ..core import check_finite, Env, MLP, sample_backward, sample_trajectories, UniformBackward
 from ..evaluation import l1
 from ..losses import make_loss
 

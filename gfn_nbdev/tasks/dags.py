@@ -9,8 +9,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from torch import Tensor
-from ..core import *
-from ..exact import *
+from ..core import check_finite, DiscretePolicy, Env, MLP
 
 # %% auto #0
 __all__ = ['transitive_closure', 'is_acyclic', 'enumerate_dags', 'simulate_data', 'bge_subset_scores', 'bge_local_scores',

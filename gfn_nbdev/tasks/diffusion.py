@@ -9,8 +9,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import *
-from .continuous import *
+from ..core import check_finite, Env, MLP
+from .continuous import continuous_step, CoordinateEnv, Grid, grid_metrics, importance_log_pt
+from .continuous import make_target
 from .continuous import _check_points
 
 # %% auto #0

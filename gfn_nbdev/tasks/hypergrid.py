@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import *
-from ..exact import *
+from ..core import DiscretePolicy, Env, MLP
 
 # %% auto #0
 __all__ = ['HyperGrid', 'plot_grid']

@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import *
-from ..exact import *
+from ..core import DiscretePolicy, Env, MLP
+from ..exact import exact_log_pi
 
 # %% auto #0
 __all__ = ['BASES', 'MISSING', 'check_alignment', 'read_fasta', 'jc69', 'jc69_rate_matrix', 'random_tree', 'simulate_alignment',

@@ -6,11 +6,10 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import *
-from ..exact import *
+from ..core import check_finite, DiscretePolicy, Env, MaskedCategorical, MLP, sample_trajectories
+from ..exact import exact_log_pt
 
 # %% auto #0
 __all__ = ['MAX_STATES', 'SetGeneration', 'set_log_partition', 'SubsetSums', 'OptimalSetPolicy', 'exact_class_l1',
