@@ -40,6 +40,7 @@ bench: install
 export: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+	$(PY) tools/colab.py
 	$(PY) tools/build_docs.py --sidebar
 	$(PY) tools/build_docs.py --readme
 
@@ -51,6 +52,7 @@ lint: install
 check: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+	$(PY) tools/colab.py
 	$(BIN)/ruff check gfn_nbdev
 	$(PY) tools/build_docs.py --sidebar
 	$(PY) tools/build_docs.py --readme
