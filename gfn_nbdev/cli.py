@@ -55,10 +55,16 @@ def gfn_train(task: str = 'hypergrid',  # task name
               sf_coef: str = None,        # how the divergences' 'sf' estimates its coefficient: crossfit or batch
               lam: float = None,          # lambda of subtb
               self_normalized: bool = False,  # self-normalised weights for fwd_kl
-              steps: int = 2000, batch_size: int = 64, lr: float = 1e-3,
-              lr_aux: float = 0.1,        # learning rate of log Z
-              lr_schedule: str = 'constant', clip: float = 10.0, hidden: int = 256, n_layers: int = 2,
+              protocol: str = None,       # ours (default) or paper: the paper's lr, schedule, α and batch size
+              steps: int = 2000,
+              batch_size: int = None,     # default: the protocol's (ours: 64)
+              lr: float = None,           # default: the protocol's (1e-3)
+              lr_aux: float = None,       # learning rate of log Z (default: the protocol's, 0.1)
+              lr_schedule: str = None,    # constant or poly (default: the protocol's: ours constant, the paper's poly)
+              poly_power: float = 1.0,    # degree of the poly decay to 0 (1: linear)
+              clip: float = 10.0, hidden: int = 256, n_layers: int = 2,
               epsilon: float = 0.0, temperature: float = 1.0, seed: int = 0,
+              collapse_k: int = 3,        # flag a run collapsed after this many evaluations of one object (or one length)
               device: str = 'auto',       # cpu, cuda, cuda:N, mps, or auto
               eval_every: int = 100, ckpt_every: int = 100,
               out: str = None,            # output folder (config, metrics.jsonl, checkpoint.pt, final.json)
@@ -66,10 +72,10 @@ def gfn_train(task: str = 'hypergrid',  # task name
               quiet: bool = False):
     "Train a GFlowNet on one task with one loss; prints the final metrics (the last evaluation and the best-so-far distances) as JSON."
     lkw = loss_kwargs(loss, strict=True, alpha=alpha, cv=cv, sf_coef=sf_coef, lam=lam, self_normalized=self_normalized or None)
-    cfg = TrainConfig(task=task, task_kw=parse_kv(task_args), loss=loss, loss_kw=lkw, steps=steps, batch_size=batch_size,
-                      lr=lr, lr_aux=lr_aux, lr_schedule=lr_schedule, clip=clip, hidden=hidden, n_layers=n_layers,
-                      epsilon=epsilon, temperature=temperature, seed=seed, device=device, eval_every=eval_every,
-                      ckpt_every=ckpt_every, out=out, progress=not quiet)
+    cfg = TrainConfig(task=task, task_kw=parse_kv(task_args), loss=loss, loss_kw=lkw, protocol=protocol, steps=steps,
+                      batch_size=batch_size, lr=lr, lr_aux=lr_aux, lr_schedule=lr_schedule, poly_power=poly_power, clip=clip,
+                      hidden=hidden, n_layers=n_layers, epsilon=epsilon, temperature=temperature, seed=seed, device=device,
+                      eval_every=eval_every, ckpt_every=ckpt_every, collapse_k=collapse_k, out=out, progress=not quiet)
     res = train(cfg, resume=resume)
     print(dumps(res['final']))
     return res
@@ -107,8 +113,17 @@ def gfn_compare(task: str = 'hypergrid', task_args: str = '',
                 cv: str = None,           # control variates of the divergences (default: theirs, loo+sf)
                 sf_coef: str = None,      # how 'sf' estimates its coefficient: crossfit or batch (default: theirs)
                 lam: float = None,        # lambda of subtb
-                steps: int = 1000, batch_size: int = 64, lr: float = 1e-3, lr_aux: float = 0.1,
-                lr_schedule: str = 'constant',  # or poly: linear decay to 0
+                protocol: str = None,     # ours (default) or paper: the paper's lr, schedule, α and batch size
+                steps: int = 1000,
+                batch_size: int = None,   # default: the protocol's (ours: 64)
+                lr: float = None,         # default: the protocol's (1e-3)
+                lr_aux: float = None,     # learning rate of log Z (default: the protocol's, 0.1)
+                lr_schedule: str = None,  # constant or poly (default: the protocol's: ours constant, the paper's poly)
+                poly_power: float = 1.0,  # degree of the poly decay to 0 (1: linear)
+                clip: float = 10.0,       # max gradient norm; 0 disables
+                epsilon: float = 0.0,     # ε-uniform exploration (losses with on_policy=False)
+                temperature: float = 1.0, # tempered sampling (losses with on_policy=False)
+                collapse_k: int = 3,      # flag a run collapsed after this many evaluations of one object (or one length)
                 hidden: int = 256, n_layers: int = 2, eval_every: int = 100, ckpt_every: int = 100, device: str = 'auto',
                 out: str = 'runs/compare',  # output folder: one sub-folder per run, and the tables and plot
                 resume: bool = False,     # continue the runs in `out` (finished ones are read back)
@@ -122,13 +137,16 @@ def gfn_compare(task: str = 'hypergrid', task_args: str = '',
     unused = [k for k, v in given.items() if v is not None and not any(k in loss_args(n) for n in names)]
     if unused: raise ValueError(f"{_flags(unused)}: not an option of any of the losses {', '.join(names)}")
     lkw = {n: loss_kwargs(n, **given) for n in names}
-    base = TrainConfig(task=task, task_kw=parse_kv(task_args), steps=steps, batch_size=batch_size, lr=lr, lr_aux=lr_aux,
-                       lr_schedule=lr_schedule, hidden=hidden, n_layers=n_layers, eval_every=eval_every,
-                       ckpt_every=ckpt_every, device=device, progress=not quiet).validate()
+    base = TrainConfig(task=task, task_kw=parse_kv(task_args), protocol=protocol, steps=steps, batch_size=batch_size, lr=lr,
+                       lr_aux=lr_aux, lr_schedule=lr_schedule, poly_power=poly_power, clip=clip, epsilon=epsilon,
+                       temperature=temperature, collapse_k=collapse_k, hidden=hidden, n_layers=n_layers,
+                       eval_every=eval_every, ckpt_every=ckpt_every, device=device, progress=not quiet).validate()
     runs = compare(names, seed_list, base, lkw, out=out, resume=resume, log=None if quiet else print)
     metric = 'l1' if runs[0]['final'].get('l1') is not None else 'log_top_k'
-    setting = (f"{steps} steps, batch {batch_size}, lr {lr:g} ({lr_schedule}), {len(seed_list)} "
-               f"seed{'s' * (len(seed_list) > 1)}")
+    sched = base.lr_schedule + (f" {base.poly_power:g}" if base.lr_schedule == 'poly' and base.poly_power != 1 else '')
+    explore = (f", ε {base.epsilon:g}" if base.epsilon else '') + (f", temperature {base.temperature:g}" if base.temperature != 1 else '')
+    setting = ((f"{base.protocol} protocol, " if base.protocol else '') + f"{steps} steps, batch {base.batch_size}, "
+               f"lr {base.lr:g} ({sched}){explore}, {len(seed_list)} seed{'s' * (len(seed_list) > 1)}")
     res = write_comparison(runs, out, metric, title=f"{describe_task(task, base.task_kw)}\n{setting}")
     print(f"\n{describe_task(task, base.task_kw)}: {setting} ({', '.join(map(str, seed_list))}); "
           f"{METRIC_NAMES.get(metric, metric).replace('$', '')} at the last step and the best over the run:\n")

@@ -19,10 +19,10 @@ try: import fcntl                      # POSIX; without it (Windows) output fold
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['TASKS', 'CKPT_FORMAT', 'RUN_FILES', 'BEST', 'METRIC_NAMES', 'make_task', 'TrainConfig', 'resolve_device',
-           'min_batch_size', 'Trainer', 'eval_seed', 'own_rng', 'plain', 'dumps', 'rng_state', 'set_rng_state',
-           'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far', 'train', 'LivePlot', 'compare', 'fmt_num',
-           'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
+__all__ = ['TASKS', 'PROTOCOLS', 'PAPER_BATCH', 'CKPT_FORMAT', 'RUN_FILES', 'BEST', 'METRIC_NAMES', 'make_task',
+           'protocol_defaults', 'TrainConfig', 'resolve_device', 'min_batch_size', 'Trainer', 'eval_seed', 'own_rng',
+           'plain', 'dumps', 'rng_state', 'set_rng_state', 'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far',
+           'train', 'LivePlot', 'compare', 'fmt_num', 'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
 
 # %% ../nbs/11_training.ipynb #91a85d03
 TASKS = {'hypergrid': 'gfn_nbdev.tasks.hypergrid:HyperGrid',
@@ -46,6 +46,19 @@ def make_task(name: str, device='cpu', **kw):
                                  f"it accepts {', '.join(accepted) or 'no arguments'}")
     return cls(device=device, **kw)
 
+# %% ../nbs/11_training.ipynb #5c1e84a7
+PROTOCOLS = ('ours', 'paper')
+PAPER_BATCH = dict(sets=128, sequences=128, phylo=64)   # the paper's batch sizes; the other tasks keep ours (64)
+
+def protocol_defaults(protocol, task: str, loss: Optional[str] = None) -> dict:
+    "The settings `protocol` gives a run of `loss` on `task`: batch_size, lr, lr_aux, lr_schedule, and loss_kw entries."
+    if protocol in (None, 'ours'): return dict(batch_size=64, lr=1e-3, lr_aux=1e-1, lr_schedule='constant', loss_kw={})
+    if protocol != 'paper': raise ValueError(f"protocol must be 'ours' (or None) or 'paper', got {protocol!r}")
+    from gfn_nbdev.losses import LOSSES, loss_args
+    alpha = {'alpha': 0.5} if loss in LOSSES and 'alpha' in loss_args(loss) else {}   # Rényi-α and Tsallis-α
+    return dict(batch_size=PAPER_BATCH.get(task, 64), lr=1e-3, lr_aux=1e-1, lr_schedule='poly', loss_kw=alpha)
+
+
 # %% ../nbs/11_training.ipynb #b82ae35e
 @dataclass
 class TrainConfig:
@@ -55,16 +68,19 @@ class TrainConfig:
     loss: str = 'tb'
     loss_kw: dict = field(default_factory=dict)
     steps: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3            # policy parameters
-    lr_aux: float = 1e-1        # log Z (the paper: 1e-1 for TB's log Z); state flows train at `lr`
-    lr_schedule: str = 'constant'  # or 'poly': linear (degree-1 polynomial) decay to 0 over `steps`
+    protocol: Optional[str] = None  # None/'ours', or 'paper': the fields left None below take the protocol's values
+    batch_size: Optional[int] = None    # ours: 64; the paper's: per task (`PAPER_BATCH`)
+    lr: Optional[float] = None          # policy parameters; 1e-3 in both protocols
+    lr_aux: Optional[float] = None      # log Z (the paper: 1e-1 for TB's log Z); state flows train at `lr`
+    lr_schedule: Optional[str] = None   # 'constant' (ours) or 'poly' (the paper's): (1 - t/steps)**poly_power, to 0 at `steps`
+    poly_power: float = 1.0             # the degree of the polynomial decay of 'poly' (1: linear)
     clip: float = 10.0          # max global gradient norm; 0 disables
     logz_init: str = 'batch'    # TB's log Z starts at the log-mean-exp of -ℓ over a first batch ('batch') or at 0 ('zero')
     hidden: int = 256
     n_layers: int = 2
-    epsilon: float = 0.0        # ε-uniform exploration (balance losses only)
-    temperature: float = 1.0    # tempered sampling (balance losses only)
+    epsilon: float = 0.0        # ε-uniform exploration (losses with on_policy=False only)
+    temperature: float = 1.0    # tempered sampling (losses with on_policy=False only)
+    collapse_k: int = 3         # `collapsed` once the samples were one object (or one length) at this many evaluations in a row
     seed: int = 0
     device: str = 'auto'
     eval_every: int = 100
@@ -72,12 +88,19 @@ class TrainConfig:
     out: Optional[str] = None   # folder for config.json, metrics.jsonl, checkpoint.pt, final.json
     progress: bool = True      # a progress bar, in a terminal or a notebook (never in logs)
 
+    def __post_init__(self):
+        "Fill the fields left `None` (and α, where the loss has one and `loss_kw` does not set it) from `protocol`."
+        d = protocol_defaults(self.protocol, self.task, self.loss)
+        for k in ('batch_size', 'lr', 'lr_aux', 'lr_schedule'):
+            if getattr(self, k) is None: setattr(self, k, d[k])
+        if isinstance(self.loss_kw, dict): self.loss_kw = {**d['loss_kw'], **self.loss_kw}
+
     def validate(self):
         "Raise a `ValueError` naming the first bad value."
-        for k in ('steps', 'batch_size', 'hidden', 'n_layers', 'eval_every'):
+        for k in ('steps', 'batch_size', 'hidden', 'n_layers', 'eval_every', 'collapse_k'):
             if int(getattr(self, k)) != getattr(self, k) or getattr(self, k) < 1:
                 raise ValueError(f"{k} must be a positive integer, got {getattr(self, k)}")
-        for k in ('lr', 'lr_aux', 'temperature'):
+        for k in ('lr', 'lr_aux', 'temperature', 'poly_power'):
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise ValueError(f"{k} must be > 0, got {v}")
         if not 0 <= self.epsilon <= 1: raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
@@ -130,7 +153,7 @@ class Trainer:
         self.loss = make_loss(cfg.loss, env=self.env, **cfg.loss_kw).to(self.device)
         if self.loss.on_policy and (cfg.epsilon > 0 or cfg.temperature != 1):
             raise ValueError(f"loss {cfg.loss!r} needs on-policy samples (its estimator assumes trajectories from p_F): "
-                             f"use epsilon=0 and temperature=1, or a balance loss (tb, db, subtb, vargrad)")
+                             f"use epsilon=0 and temperature=1, or a loss with on_policy=False")
         if cfg.batch_size < min_batch_size(self.loss):
             cv = getattr(self.loss, 'cv', None)
             raise ValueError(f"loss {cfg.loss!r}{f' with cv={cv!r}' if cv else ''} uses a leave-one-out or cross-fitted "
@@ -142,10 +165,11 @@ class Trainer:
         groups = [dict(params=self.params + rest, lr=cfg.lr)]
         if logz: groups.append(dict(params=logz, lr=cfg.lr_aux))
         self.opt = torch.optim.Adam(groups)
-        decay = (lambda t: max(0., 1 - t / cfg.steps)) if cfg.lr_schedule == 'poly' else (lambda t: 1.)
+        decay = (lambda t: max(0., 1 - t / cfg.steps) ** cfg.poly_power) if cfg.lr_schedule == 'poly' else (lambda t: 1.)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, decay)
         self.tracker = ModeTracker(self.env)
         self.step, self.history, self._losses = 0, [], []
+        self._xs, self._lens, self._lens_ever, self._streak = set(), set(), set(), 0   # collapse: seen since the last evaluation
         self.out, self._wall0, self._t0, self._stop, self._bar = None, 0., None, None, None   # wall time of earlier sessions of this run
         if cfg.logz_init == 'batch' and hasattr(self.loss, 'logZ'): self._init_logz()
         self.enumerable = self._is_enumerable()
@@ -224,9 +248,33 @@ def train_step(self: Trainer) -> dict:
     if cfg.clip > 0: torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g['params']], cfg.clip)
     self.opt.step(); self.sched.step()
     self.tracker.update(tr.x, tr.log_reward)
+    self._observe(tr)
     self._losses.append(value.item())
     self.step += 1
     return diag
+
+# %% ../nbs/11_training.ipynb #395d0d77
+def _row_keys(x) -> list:
+    "The distinct rows of a batch of terminal objects `x`, as hashable tuples."
+    x = torch.as_tensor(x)
+    return [tuple(r) for r in torch.unique(x.reshape(len(x), -1), dim=0).tolist()]
+
+@patch
+def _observe(self: Trainer, tr):
+    "Add the batch's terminal objects and trajectory lengths to those seen since the last evaluation."
+    self._xs.update(_row_keys(tr.x))
+    lens = set(tr.lengths.tolist()); self._lens |= lens; self._lens_ever |= lens
+
+@patch
+def _collapse_row(self: Trainer) -> dict:
+    "distinct_x, distinct_len and collapsed over the batches since the last evaluation; resets the counts."
+    if not self._xs: return dict(distinct_x=None, distinct_len=None, collapsed=self._streak >= self.cfg.collapse_k)
+    nx, nl = len(self._xs), len(self._lens)
+    one = nx == 1 or (nl == 1 and len(self._lens_ever) > 1)
+    self._streak = self._streak + 1 if one else 0
+    self._xs, self._lens = set(), set()
+    return dict(distinct_x=nx, distinct_len=nl, collapsed=self._streak >= self.cfg.collapse_k)
+
 
 # %% ../nbs/11_training.ipynb #b09fb30e
 def rng_state(device=None) -> dict:
@@ -270,7 +318,7 @@ def write_atomic(path, data) -> Path:
 
 # %% ../nbs/11_training.ipynb #f8a1bde5
 CKPT_FORMAT = 'gfn_nbdev-checkpoint-v2'    # v2: tensors and plain data only (v1 held NumPy arrays)
-_RUN_KEYS = ('task', 'task_kw', 'loss', 'loss_kw', 'batch_size', 'lr', 'lr_aux', 'lr_schedule', 'clip', 'logz_init', 'hidden',
+_RUN_KEYS = ('task', 'task_kw', 'loss', 'loss_kw', 'batch_size', 'lr', 'lr_aux', 'lr_schedule', 'poly_power', 'clip', 'logz_init', 'hidden',
              'n_layers', 'epsilon', 'temperature', 'seed')
 
 @patch
@@ -278,7 +326,9 @@ def state_dict(self: Trainer) -> dict:
     "Everything the rest of the run depends on, as tensors and plain data."
     return dict(format=CKPT_FORMAT, config=asdict(self.cfg), step=self.step, wall=self.elapsed(), history=self.history,
                 losses=list(self._losses), pf=self.pf.state_dict(), loss=self.loss.state_dict(), opt=self.opt.state_dict(),
-                sched=self.sched.state_dict(), tracker=self.tracker.state_dict(), rng=rng_state(self.device))
+                sched=self.sched.state_dict(), tracker=self.tracker.state_dict(), rng=rng_state(self.device),
+                collapse=dict(xs=[list(k) for k in self._xs], lens=sorted(self._lens), ever=sorted(self._lens_ever),
+                              streak=self._streak))
 
 @patch
 def save(self: Trainer, path) -> Path:
@@ -310,12 +360,16 @@ def load(self: Trainer, path) -> Trainer:
     if not isinstance(ck, dict) or ck.get('format') != CKPT_FORMAT:
         fmt = ck.get('format') if isinstance(ck, dict) else type(ck).__name__
         raise ValueError(f"{path} is not a checkpoint this version reads (format {fmt!r}, expected {CKPT_FORMAT!r})")
-    diff = {k: (ck['config'].get(k), getattr(self.cfg, k)) for k in _RUN_KEYS if ck['config'].get(k) != getattr(self.cfg, k)}
+    old = {**dict(poly_power=1.0), **ck['config']}                        # checkpoints from before poly_power: linear
+    diff = {k: (old.get(k), getattr(self.cfg, k)) for k in _RUN_KEYS if old.get(k) != getattr(self.cfg, k)}
     if diff: raise ValueError(f"checkpoint {path} belongs to a different run: {diff} (checkpoint, now)")
     self.pf.load_state_dict(ck['pf']); self.loss.load_state_dict(ck['loss'])
     self.opt.load_state_dict(ck['opt']); self.sched.load_state_dict(ck['sched'])
     self.tracker.load_state_dict(ck['tracker'])
     self.step, self.history, self._losses, self._wall0 = ck['step'], ck['history'], list(ck['losses']), float(ck['wall'])
+    c = ck.get('collapse', dict(xs=[], lens=[], ever=[], streak=0))
+    self._xs, self._lens = {tuple(k) for k in c['xs']}, set(c['lens'])
+    self._lens_ever, self._streak = set(c['ever']), int(c['streak'])
     set_rng_state(ck['rng'], self.device)
     return self
 
@@ -414,13 +468,14 @@ def best_so_far(history) -> dict:
 def _short(row) -> str:
     "The progress bar's postfix: a few metrics of an evaluation row."
     f = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
-    return '  '.join(f"{k} {f(row[k])}" for k in ('train_loss', 'l1', 'jsd', 'log_top_k', 'n_modes') if row.get(k) is not None)
+    return '  '.join(f"{k} {f(row[k])}" for k in ('train_loss', 'l1', 'jsd', 'log_top_k', 'n_modes') if row.get(k) is not None) + (
+        '  COLLAPSED' if row.get('collapsed') else '')
 
 # %% ../nbs/11_training.ipynb #55ed8bae
 @patch
 def _record(self: Trainer):
     "Evaluate; append the row to the history and to metrics.jsonl; call the callbacks."
-    row = plain({**self.evaluate(), 'wall': self.elapsed()}); self._losses = []
+    row = plain({**self.evaluate(), **self._collapse_row(), 'wall': self.elapsed()}); self._losses = []
     self.history.append(row)
     if self.out:
         with (self.out / 'metrics.jsonl').open('a') as f: f.write(dumps(row) + '\n')
@@ -528,7 +583,7 @@ def fmt_sig(values, digits: int = 2, max_digits: int = 6) -> list:
 
 # %% ../nbs/11_training.ipynb #9c5d41c2
 def summarize(runs, metric: str = 'l1') -> list:
-    "Per loss: mean and sd over seeds of the final and the best-so-far `metric`, the number of seeds, the mean wall time."
+    "Per loss: mean and sd over seeds of the final and the best-so-far `metric`, the numbers of seeds and of collapsed runs, the mean wall time."
     out = []
     for name in dict.fromkeys(r['loss'] for r in runs):
         rs = [r for r in runs if r['loss'] == name]
@@ -538,7 +593,8 @@ def summarize(runs, metric: str = 'l1') -> list:
             return (float(v.mean()) if len(v) else None), (float(v.std(ddof=1)) if len(v) > 1 else None)
         (mean, sd), (best_mean, best_sd) = stats(metric), stats(f'best_{metric}')
         out.append(dict(loss=name, metric=metric, mean=mean, sd=sd, best_mean=best_mean, best_sd=best_sd,
-                        n_seeds=len(rs), wall=float(np.mean([r['wall'] for r in rs]))))
+                        n_seeds=len(rs), n_collapsed=sum(bool(r['final'].get('collapsed')) for r in rs),
+                        wall=float(np.mean([r['wall'] for r in rs]))))
     return out
 
 def summary_markdown(summary) -> str:
@@ -549,7 +605,8 @@ def summary_markdown(summary) -> str:
         return [a if s[sk] is None else f"{a} ± {fmt_num(s[sk])}" for a, s in zip(fmt_sig([s[mk] for s in summary]), summary)]
     cols = [('loss', [s['loss'] for s in summary]), (f"final {m} (mean ± sd)", col('mean', 'sd'))]
     if best: cols.append((f"best {m} (mean ± sd)", col('best_mean', 'best_sd')))
-    cols += [('seeds', [str(s['n_seeds']) for s in summary]), ('wall time (s)', [f"{s['wall']:.1f}" for s in summary])]
+    cols += [('seeds', [str(s['n_seeds']) for s in summary]), ('collapsed', [str(s.get('n_collapsed', 0)) for s in summary]),
+             ('wall time (s)', [f"{s['wall']:.1f}" for s in summary])]
     rows = ['| ' + ' | '.join(c for c, _ in cols) + ' |', '|' + '---|' * len(cols)]
     return '\n'.join(rows + ['| ' + ' | '.join(v[i] for _, v in cols) + ' |' for i in range(len(summary))])
 

@@ -149,7 +149,8 @@ def test_evaluation_does_not_touch_the_training_stream():
     "The diffusion task's metrics sample backward paths: the training must not depend on how often one evaluates."
     kw = dict(task='diffusion', task_kw=dict(T=5), loss='tb', steps=20, batch_size=16, hidden=32, device='cpu', progress=False)
     every5, every10 = (train(TrainConfig(eval_every=k, **kw))['history'] for k in (5, 10))
-    drop = lambda r: {k: v for k, v in r.items() if k not in ('wall', 'train_loss')}   # train_loss: a mean over a different window
+    window = ('wall', 'train_loss', 'distinct_x', 'distinct_len', 'collapsed')     # statistics of the batches since the last evaluation
+    drop = lambda r: {k: v for k, v in r.items() if k not in window}
     common = {r['step']: drop(r) for r in every10}
     assert sorted(common) == [0, 10, 20] and 'jsd' in common[20]
     assert [drop(r) for r in every5 if r['step'] in common] == list(common.values())
@@ -159,7 +160,6 @@ def test_evaluation_does_not_touch_the_training_stream():
     (['--loss', 'nope'], "unknown loss 'nope'; valid losses are"),
     (['--steps', '0'], 'steps must be a positive integer, got 0'),
     (['--lr', '-1'], 'lr must be > 0, got -1.0'),
-    (['--loss', 'rev_kl', '--epsilon', '0.1'], "loss 'rev_kl' needs on-policy samples"),
     (['--out', '/proc/nope'], 'not writable'),
     (['--task-args', 'ndim'], "expected key=value in 'ndim'"),
     (['--task-args', 'ndim=0'], 'ndim must be a positive integer, got 0'),
@@ -233,3 +233,122 @@ def test_metrics_hand_computed():
     x = torch.tensor([[1, 1], [1, 1], [0, 0], [3, 4], [6, 6]])
     t.update(x, hg.log_reward(x))
     assert math.isclose(t.top_k(), (2.6 + 2.6 + 0.6) / 3, rel_tol=1e-6) and t.n_modes == 2
+
+# ---- issue 11: the paper's protocol, options reaching every run, on-policy refusal, collapse
+
+@pytest.fixture
+def onpolicy_loss(monkeypatch):
+    "A loss whose estimator needs samples from p_F itself, registered for the test only."
+    from gfn_nbdev.losses import LOSSES
+    class OnPolicyTB(LOSSES['tb']): on_policy = True
+    monkeypatch.setitem(LOSSES, 'onpolicy_tb', OnPolicyTB)
+    return 'onpolicy_tb'
+
+@pytest.mark.parametrize('flag', [['--epsilon', '0.1'], ['--temperature', '2']])
+def test_an_on_policy_loss_refuses_exploration(flag, onpolicy_loss, capsys):
+    code, err = in_process(train_main, ['--steps', '5', '--quiet', '--loss', onpolicy_loss, *flag], capsys)
+    assert code == 2 and "loss 'onpolicy_tb' needs on-policy samples" in err and len(err.strip().splitlines()) == 1, err
+
+def test_off_policy_losses_accept_exploration():
+    "Every registered loss with on_policy=False trains on ε-uniform and tempered batches, with no other setting."
+    from gfn_nbdev.losses import LOSSES
+    off = [n for n, c in LOSSES.items() if not c.on_policy]
+    assert {'tb', 'db', 'subtb'} <= set(off)
+    for name in off:
+        res = train(TrainConfig(loss=name, epsilon=0.1, temperature=2., steps=2, eval_every=2, hidden=16, device='cpu',
+                                progress=False, task_kw=dict(ndim=2, height=4)))
+        assert res['final']['step'] == 2 and math.isfinite(res['final']['l1']), name
+
+def test_protocol_precedence():
+    "protocol='paper' fills what is not given; what is given wins; the default protocol is ours."
+    c = TrainConfig(task='sequences', loss='tsallis', protocol='paper')
+    assert (c.batch_size, c.lr, c.lr_aux, c.lr_schedule, c.loss_kw) == (128, 1e-3, 0.1, 'poly', {'alpha': 0.5})
+    c = TrainConfig(task='phylo', loss='renyi', protocol='paper', lr=3e-4, loss_kw=dict(alpha=2.0, cv='loo'))
+    assert (c.batch_size, c.lr, c.lr_schedule, c.loss_kw) == (64, 3e-4, 'poly', {'alpha': 2.0, 'cv': 'loo'})
+    c = TrainConfig(task='sets', loss='renyi')
+    assert (c.batch_size, c.lr_schedule, c.loss_kw, c.protocol) == (64, 'constant', {}, None)
+    # a config written to config.json reads back to the same run
+    c = TrainConfig(task='sets', loss='renyi', protocol='paper', batch_size=16)
+    assert TrainConfig(**json.loads(json.dumps(c.__dict__))) == c
+
+@pytest.mark.filterwarnings('ignore:Detected call of')        # stepping the schedule alone, on purpose
+def test_poly_power_anneals_the_learning_rate():
+    from gfn_nbdev.training import Trainer
+    t = Trainer(TrainConfig(lr_schedule='poly', poly_power=2., steps=4, hidden=16, device='cpu', progress=False))
+    lrs = []
+    for _ in range(4): lrs.append(t.opt.param_groups[0]['lr']); t.sched.step()
+    assert lrs == pytest.approx([1e-3 * (1 - k / 4) ** 2 for k in range(4)])
+
+def test_compare_passes_every_option_to_every_run(tmp_path):
+    "gfn-compare's options reach the TrainConfig of each run: read back from each run's config.json."
+    from gfn_nbdev.losses import LOSSES
+    out = tmp_path / 'c'
+    eps = '0.1' if not LOSSES['renyi'].on_policy else '0'     # the divergences explore once they are off-policy-capable
+    compare_main(['--task', 'sets', '--task-args', 'n_items=6,set_size=3', '--losses', 'tb,renyi', '--seeds', '0,1',
+                  '--protocol', 'paper', '--steps', '2', '--eval-every', '1', '--hidden', '16', '--device', 'cpu',
+                  '--epsilon', eps, '--temperature', '1.5', '--clip', '5', '--poly-power', '2', '--lr-aux', '0.05',
+                  '--collapse-k', '4', '--quiet', '--out', str(out)])
+    for loss in ('tb', 'renyi'):
+        for seed in (0, 1):
+            cfg = json.loads((out / f'{loss}-seed{seed}' / 'config.json').read_text())
+            assert (cfg['loss'], cfg['seed'], cfg['protocol']) == (loss, seed, 'paper')
+            assert (cfg['epsilon'], cfg['temperature'], cfg['clip'], cfg['poly_power'], cfg['collapse_k']) == (
+                float(eps), 1.5, 5.0, 2.0, 4)
+            assert (cfg['batch_size'], cfg['lr'], cfg['lr_aux'], cfg['lr_schedule']) == (128, 1e-3, 0.05, 'poly')
+            assert cfg['loss_kw'] == ({'alpha': 0.5} if loss == 'renyi' else {})
+            assert 'collapsed' in json.loads((out / f'{loss}-seed{seed}' / 'final.json').read_text())
+    assert (out / 'summary.md').read_text().splitlines()[0].count('collapsed') == 1
+
+def test_train_cli_protocol_and_explicit_options(tmp_path):
+    out = tmp_path / 'r'
+    train_main(['--task', 'sets', '--task-args', 'n_items=6,set_size=3', '--protocol', 'paper', '--batch-size', '16',
+                '--lr-schedule', 'constant', '--alpha', '0.7', '--loss', 'renyi', '--steps', '2', '--eval-every', '1',
+                '--hidden', '16', '--device', 'cpu', '--quiet', '--out', str(out)])
+    cfg = json.loads((out / 'config.json').read_text())
+    assert (cfg['batch_size'], cfg['lr_schedule'], cfg['loss_kw']['alpha'], cfg['lr']) == (16, 'constant', 0.7, 1e-3)
+
+def _all_like_the_first(sample):
+    "A sampler whose batch is N copies of its first trajectory: a policy collapsed onto one object, by construction."
+    import dataclasses
+    def f(*a, **kw):
+        tr = sample(*a, **kw)
+        i = torch.zeros(len(tr), dtype=torch.long, device=tr.lengths.device)
+        return dataclasses.replace(tr, **{k.name: getattr(tr, k.name)[i] for k in dataclasses.fields(tr)
+                                          if isinstance(getattr(tr, k.name), torch.Tensor)})
+    return f
+
+def test_a_collapsed_run_is_flagged(monkeypatch, tmp_path):
+    import gfn_nbdev.training as T
+    monkeypatch.setattr(T, 'sample_trajectories', _all_like_the_first(T.sample_trajectories))
+    out = tmp_path / 'col'
+    res = train(TrainConfig(task_kw=dict(ndim=2, height=4), steps=5, eval_every=1, collapse_k=3, hidden=16,
+                            device='cpu', progress=False, out=str(out)))
+    rows = res['history']                                     # eval_every=1: each window is one batch of identical copies
+    assert [r['distinct_x'] for r in rows] == [None, 1, 1, 1, 1, 1]
+    assert [r['collapsed'] for r in rows] == [False, False, False, True, True, True]   # from the 3rd evaluation in a row
+    assert json.loads((out / 'final.json').read_text())['collapsed'] is True
+    assert [json.loads(l)['collapsed'] for l in (out / 'metrics.jsonl').read_text().splitlines()][-1] is True
+    from gfn_nbdev.training import summarize
+    assert summarize([dict(loss='tb', seed=0, wall=1., final=res['final'], history=rows)])[0]['n_collapsed'] == 1
+
+def test_a_healthy_run_is_not_flagged():
+    res = train(TrainConfig(task_kw=dict(ndim=2, height=4), steps=8, eval_every=2, collapse_k=1, hidden=16,
+                            device='cpu', progress=False))
+    rows = res['history'][1:]
+    assert all(r['distinct_x'] > 1 and r['distinct_len'] > 1 and not r['collapsed'] for r in rows), rows
+    assert res['final']['collapsed'] is False
+
+def test_collapse_state_survives_resume(tmp_path):
+    "The counts since the last evaluation and the streak are in the checkpoint: resumed runs report the same rows."
+    import gfn_nbdev.training as T
+    kw = dict(task_kw=dict(ndim=2, height=4), steps=6, eval_every=3, ckpt_every=0, hidden=16, device='cpu', progress=False)
+    ref = train(TrainConfig(**kw))['history']
+    t = T.Trainer(TrainConfig(**kw)); t._record()
+    for _ in range(3): t.train_step()
+    t._record(); t.train_step()                              # stop mid-window, save, and continue in a new trainer
+    t.save(tmp_path / 'ck.pt')
+    u = T.Trainer(TrainConfig(**kw)).load(tmp_path / 'ck.pt')
+    for _ in range(2): u.train_step()
+    u._record()
+    keys = ('step', 'distinct_x', 'distinct_len', 'collapsed', 'l1')
+    assert [[r[k] for k in keys] for r in u.history] == [[r[k] for k in keys] for r in ref]
