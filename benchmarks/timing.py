@@ -32,3 +32,13 @@ def once(fn):
     "`Seconds` of a single run of `fn()` (for one-off set-up costs), and its result."
     t, c = time.perf_counter(), time.process_time(); out = fn()
     return Seconds(time.perf_counter() - t, time.process_time() - c), out
+
+def spread(xs) -> tuple:
+    "(min, median, max) of the numbers `xs`: quote the median, the range shows how noisy the machine was."
+    xs = list(xs)
+    return min(xs), statistics.median(xs), max(xs)
+
+def fmt_spread(xs, fmt='.1f') -> str:
+    "`median [min–max]` of the numbers `xs`."
+    lo, mid, hi = spread(xs)
+    return f"{mid:{fmt}} [{lo:{fmt}}–{hi:{fmt}}]"

@@ -206,10 +206,9 @@ class MaskedCategorical:
     def __init__(self, logits: Tensor, mask: Tensor):  # logits, mask: (N, A)
         if logits.shape != mask.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and mask {tuple(mask.shape)} must have the same shape")
-        empty = ~mask.any(1)
-        if empty.any(): raise ValueError(f"no valid action at rows {_rows(empty)}")
+        if not mask.any(1).all(): raise ValueError(f"no valid action at rows {_rows(~mask.any(1))}")
         self.mask = mask
-        self.logits = logits.masked_fill(~mask, -math.inf)
+        self.logits = torch.where(mask, logits, -math.inf)   # -inf: exp() is exactly 0 on masked actions
         self.log_probs = torch.log_softmax(self.logits, -1)  # (N, A)
 
     def sample(self) -> Tensor:
@@ -267,7 +266,7 @@ class UniformBackward(nn.Module):
         return MaskedCategorical(torch.zeros(mask.shape, device=mask.device), mask)
 
     def log_prob(self, prev, actions, nxt) -> Tensor:
-        return -self.env.backward_mask(nxt).sum(1).to(torch.get_default_dtype()).log()
+        return -self.env.backward_mask(nxt).sum(1, dtype=torch.get_default_dtype()).log()
 
 # %% ../nbs/00_core.ipynb #a2cf0761
 @dataclass
@@ -332,20 +331,58 @@ def _check_same_device(env: Env, *modules):
                 raise ValueError(f"{type(m).__name__} has parameters on {p.device}, the environment is on {env.device}")
             break
 
-def _assemble(env, n, steps, x, lengths) -> Trajectories:
-    "Build padded (N, T) tensors from per-step records (idx, state, action, log_pf, log_pb, log_q)."
-    T, device = len(steps), env.device
-    states = x[:, None].expand(n, T + 1, *env.state_shape).clone()       # (N, T+1, *S)
+def _random_in_training(m: nn.Module) -> bool:
+    "Whether layer `m` is random (dropout, p > 0) or depends on the batch (batch norm) as it stands, in training mode."
+    if not m.training: return False
+    if isinstance(m, nn.modules.dropout._DropoutNd): return m.p > 0
+    return isinstance(m, nn.modules.batchnorm._BatchNorm)
+
+def _check_deterministic(*modules):
+    "Raise a `ValueError` if a module holds dropout or batch norm in training mode: draws are scored in a second call."
+    for m in modules:
+        if not isinstance(m, nn.Module): continue
+        for name, sub in m.named_modules():
+            if _random_in_training(sub):
+                raise ValueError(f"{type(m).__name__} has {type(sub).__name__} ({name}) in training mode: the sampler "
+                                 f"draws the actions first and scores them in one batched call afterwards, which needs "
+                                 f"the policy to be a deterministic function of the state; call .eval() on it")
+
+def _has_forced_stops(env: Env) -> bool:
+    "False only if `env` keeps the protocol's default `is_complete`, which never forces a stop."
+    return getattr(env.is_complete, '__func__', None) is not Env.is_complete
+
+def _steps_of(counts: list, device) -> Tensor:
+    "The time index of each record when step t holds `counts[t]` records, (sum(counts),)."
+    return torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
+
+def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
+    "Padded (N, T) `Trajectories` from the sampler's per-step records; log p_F and log p_B scored in one call each."
+    dev, counts = env.device, [len(r) for r in rec['rows']]
+    T = len(counts)
+    R, t = torch.cat(rec['rows']), _steps_of(counts, dev)                # (L,) row and time of every record
+    Rall, tall = R, t
+    S, A = torch.cat(rec['states']), torch.cat(rec['actions'])            # (L, *S), (L, *A)
+    lengths = torch.bincount(R, minlength=n)                              # a row has one record per transition
+    last = torch.full((n,), -1, dtype=torch.long, device=dev).scatter_reduce(0, R, torch.arange(R.shape[0], device=dev), 'amax')
+    x = S[last]                                                           # (N, *S) the state each row stopped in
+    states = x[:, None].expand(n, T + 1, *env.state_shape).clone().index_put_((R, t), S)   # padded with x
     pad = -1 if env.action_dtype == torch.long else 0
-    actions = torch.full((n, T, *env.action_shape), pad, dtype=env.action_dtype, device=device)  # (N, T, *A)
-    cols = {k: [] for k in ('pf', 'pb', 'q')}
-    for t, (idx, st, a, lpf, lpb, lq) in enumerate(steps):
-        states[idx, t] = st
-        actions[idx, t] = a
-        for k, v in zip(('pf', 'pb', 'q'), (lpf, lpb, lq)):
-            cols[k].append(torch.zeros(n, dtype=v.dtype, device=device).index_put((idx,), v))
-    stack = lambda k: torch.stack(cols[k], 1) if T else torch.zeros(n, 0, device=device)
-    return Trajectories(states, actions, stack('pf'), stack('pb'), stack('q').detach(), lengths, x, None)
+    actions = torch.full((n, T, *env.action_shape), pad, dtype=env.action_dtype, device=dev).index_put_((R, t), A)
+    if any(d is not None for d in rec['decided']):                        # forced stops score 0: leave them out
+        keep = torch.cat([torch.ones(k, dtype=torch.bool, device=dev) if d is None else d
+                          for k, d in zip(counts, rec['decided'])]).nonzero()[:, 0]
+        R, t, S, A = R[keep], t[keep], S[keep], A[keep]
+    lpf = pf.dist(S).log_prob(A) if R.shape[0] else torch.zeros(0, device=dev)   # the one differentiable policy call
+    log_pf = torch.zeros(n, T, dtype=lpf.dtype, device=dev).index_put((R, t), lpf)
+    log_pb = torch.zeros(n, T, device=dev)
+    if rec['prev']:                                                       # the moves of step t end in step t+1's states
+        lpb = pb.log_prob(torch.cat(rec['prev']), torch.cat(rec['moved']), torch.cat(rec['states'][1:]))
+        log_pb = log_pb.to(lpb.dtype).index_put((torch.cat(rec['rows'][1:]), _steps_of(counts[1:], dev)), lpb)
+    if explore:
+        lq = torch.cat(rec['log_q'])
+        log_q = torch.zeros(n, T, dtype=lq.dtype, device=dev).index_put_((Rall, tall), lq)
+    else: log_q = log_pf.detach()                                         # on-policy: the behaviour is p_F itself
+    return Trajectories(states, actions, log_pf, log_pb, log_q, lengths, x, None)
 
 # %% ../nbs/00_core.ipynb #3bc14ab0
 def sample_trajectories(env: Env, pf, n: int, pb=None, epsilon: float = 0., temperature: float = 1.,
@@ -353,43 +390,45 @@ def sample_trajectories(env: Env, pf, n: int, pb=None, epsilon: float = 0., temp
     "Sample `n` complete trajectories from `pf` (optionally ε-uniform / tempered), scoring them with `pb`."
     pb = default_backward(env) if pb is None else pb
     _check_same_device(env, pf, pb)
+    _check_deterministic(pf, pb)
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
     epsilon, temperature = check_exploration(epsilon, temperature, continuous=env.action_dtype != torch.long)
-    cur = env.s0(n)                                                       # (n, *S) active states
-    active = torch.arange(n, device=env.device)                          # (n_active,) their rows
-    x = torch.empty_like(cur)
-    lengths = torch.zeros(n, dtype=torch.long, device=env.device)
-    explore, steps = epsilon > 0 or temperature != 1, []
-    for t in range(max_steps + 1):
-        if len(active) == 0: break
-        if t == max_steps: raise RuntimeError(f"{len(active)} trajectories still running after {max_steps} steps")
-        m = len(active)
-        stop = env.is_complete(cur)                                       # (m,) forced stops
-        a = env.pad_actions(m)                                            # (m, *A) stop where forced
-        lpf = torch.zeros(m, device=env.device)
-        lq = torch.zeros(m, device=env.device)
-        dec = (~stop).nonzero()[:, 0]                                     # rows that choose an action
-        if len(dec):
-            d = pf.dist(cur[dec])
-            q = d.explore(epsilon, temperature) if explore else d
-            ad = q.sample()
-            a[dec] = ad
-            lpf = lpf.index_put((dec,), d.log_prob(ad))
-            lq[dec] = q.log_prob(ad).detach()
-            if env.stop_action is not None: stop = stop | (a == env.stop_action)
-        move = ~stop
-        lpb = torch.zeros(m, device=env.device)
-        nxt = None
-        if move.any():
-            prev, am = cur[move], a[move]
-            nxt = env._step(prev, am)
-            lpb = lpb.index_put((move.nonzero()[:, 0],), pb.log_prob(prev, am, nxt))
-        steps.append((active, cur, a, lpf, lpb, lq))
-        done = active[stop]
-        x[done], lengths[done] = cur[stop], t + 1
-        active, cur = active[move], nxt
-    traj = _assemble(env, n, steps, x, lengths)
-    traj.log_reward = env.log_reward(x)
+    explore, forced, stop_a, dev = epsilon > 0 or temperature != 1, _has_forced_stops(env), env.stop_action, env.device
+    cur, active = env.s0(n), torch.arange(n, device=dev)                 # (m, *S) states of the m active rows
+    rec = dict(rows=[], states=[], actions=[], decided=[], log_q=[], prev=[], moved=[])   # per step, joined once
+    with torch.no_grad():                                                 # draws only: `_join` scores them
+        for t in range(max_steps + 1):
+            m = active.shape[0]
+            if m == 0: break
+            if t == max_steps: raise RuntimeError(f"{m} trajectories still running after {max_steps} steps")
+            stop = env.is_complete(cur) if forced else None               # (m,) forced stops
+            dec = None                                                    # rows that chose an action (None: all)
+            if stop is not None and stop.any():
+                a, lq, dec = env.pad_actions(m), torch.zeros(m, device=dev), ~stop
+                di = dec.nonzero()[:, 0]
+                if di.shape[0]:
+                    d = pf.dist(cur[di])
+                    q = d.explore(epsilon, temperature) if explore else d
+                    ad = q.sample()
+                    a[di] = ad
+                    if explore: lq[di] = q.log_prob(ad)
+                go = ~(stop | (a == stop_a)) if stop_a is not None else ~stop   # rows that move on
+            else:                                                         # no forced stop: every row chooses
+                d = pf.dist(cur)
+                q = d.explore(epsilon, temperature) if explore else d
+                a = q.sample()
+                if explore: lq = q.log_prob(a)
+                go = (a != stop_a) if stop_a is not None else None        # None: all move on
+            for k, v in zip(('rows', 'states', 'actions', 'decided'), (active, cur, a, dec)): rec[k].append(v)
+            if explore: rec['log_q'].append(lq)
+            if go is not None:
+                mv = go.nonzero()[:, 0]
+                if mv.shape[0] < m: active, cur, a = active[mv], cur[mv], a[mv]   # compact: finished rows leave
+            if active.shape[0]:
+                rec['prev'].append(cur); rec['moved'].append(a)
+                cur = env._step(cur, a)
+    traj = _join(env, pf, pb, n, rec, explore)
+    traj.log_reward = env.log_reward(traj.x)
     return traj
 
 # %% ../nbs/00_core.ipynb #5aa79216

@@ -123,3 +123,83 @@ def test_trajectories_check_shapes_names_every_field(seed):
             setattr(t, f, bad)
             with pytest.raises(ValueError, match='inconsistent Trajectories: ') as e: t.log_ratio
             assert f in str(e.value) or (f == 'lengths' and 'log_pf_steps' in str(e.value)), (f, str(e.value))
+
+def _reference_sample(env, pf, n, pb=None, epsilon=0., temperature=1.):
+    "The plain sampler: scores log p_F, log p_B and log q inside the loop, step by step (what `sample_trajectories` must equal)."
+    pb = default_backward(env) if pb is None else pb
+    cur, active, T = env.s0(n), torch.arange(n), 0
+    recs = []
+    x, lengths = torch.empty_like(cur), torch.zeros(n, dtype=torch.long)
+    explore = epsilon > 0 or temperature != 1
+    while len(active):
+        m = len(active)
+        stop, a = env.is_complete(cur), env.pad_actions(m)
+        lpf, lq, lpb = torch.zeros(m), torch.zeros(m), torch.zeros(m)
+        dec = (~stop).nonzero()[:, 0]
+        if len(dec):
+            d = pf.dist(cur[dec]); q = d.explore(epsilon, temperature) if explore else d
+            ad = q.sample(); a[dec] = ad
+            lpf = lpf.index_put((dec,), d.log_prob(ad)); lq[dec] = q.log_prob(ad).detach()
+            if env.stop_action is not None: stop = stop | (a == env.stop_action)
+        move, nxt = ~stop, None
+        if move.any():
+            nxt = env._step(cur[move], a[move])
+            lpb = lpb.index_put((move.nonzero()[:, 0],), pb.log_prob(cur[move], a[move], nxt))
+        recs.append((active, cur, a, lpf, lpb, lq))
+        x[active[stop]], lengths[active[stop]] = cur[stop], T + 1
+        active, cur, T = active[move], nxt, T + 1
+    states = x[:, None].expand(n, T + 1, *env.state_shape).clone()
+    actions = torch.full((n, T, *env.action_shape), -1 if env.action_dtype == torch.long else 0, dtype=env.action_dtype)
+    cols = [[], [], []]
+    for t, (idx, s, a, *lps) in enumerate(recs):
+        states[idx, t], actions[idx, t] = s, a
+        for c, v in zip(cols, lps): c.append(torch.zeros(n, dtype=v.dtype).index_put((idx,), v))
+    tr = Trajectories(states, actions, *[torch.stack(c, 1) for c in cols], lengths, x, None)
+    tr.log_reward = env.log_reward(x)
+    return tr
+
+@pytest.mark.parametrize('kw', [{}, dict(epsilon=0.3), dict(temperature=2.)])
+def test_sampler_equals_scoring_as_it_goes(kw):
+    """Drawing first and scoring in one batched call changes nothing: same trajectories for the same seed, the generator
+    left in the same state, the same log-probabilities (float tolerance: one batched matmul vs per-step ones) and the
+    same gradient of log p_F. Every task of the library, on-policy, ε-uniform and tempered."""
+    fields = ('states', 'actions', 'lengths', 'x', 'log_reward', 'log_pf_steps', 'log_pb_steps', 'log_q_steps')
+    for env, pf in _small_tasks():
+        name = type(env).__name__
+        if 'epsilon' in kw and env.action_dtype != torch.long: continue  # no ε-uniform on R^d
+        for seed in range(2):
+            torch.manual_seed(seed); ref = _reference_sample(env, pf, 24, **kw); g_ref = torch.get_rng_state()
+            torch.manual_seed(seed); tr = sample_trajectories(env, pf, 24, **kw); g = torch.get_rng_state()
+            assert torch.equal(g, g_ref), f"{name}: the random stream advanced differently"
+            for f in fields:
+                u, v = getattr(ref, f), getattr(tr, f)
+                assert u.shape == v.shape and u.dtype == v.dtype, (name, f, u.shape, v.shape)
+                if f.startswith('log_'): assert torch.allclose(u, v, atol=1e-5), (name, f, (u - v).abs().max())
+                else: assert torch.equal(u, v), (name, f)
+            ps = [p for p in pf.parameters() if p.requires_grad]
+            for a, b in zip(torch.autograd.grad(ref.log_pf.sum(), ps, allow_unused=True),
+                            torch.autograd.grad(tr.log_pf.sum(), ps, allow_unused=True)):
+                assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-4, rtol=1e-4)), name
+
+def test_one_differentiable_policy_call_per_batch():
+    "The sampler calls the policy once with the gradient, on every decision of the batch; the loop runs without it."
+    torch.manual_seed(0)
+    for env, pf in _small_tasks():
+        calls, dist = [], pf.dist
+        pf.dist = lambda s, dist=dist: calls.append((torch.is_grad_enabled(), len(s))) or dist(s)
+        try: tr = sample_trajectories(env, pf, 16)
+        finally: del pf.dist
+        forced = env.is_complete(tr.states.flatten(0, 1)).reshape(tr.states.shape[:2])[:, :-1] & tr.mask
+        assert [n for g, n in calls if g] == [int(tr.mask.sum() - forced.sum())], (type(env).__name__, calls)
+        assert tr.log_pf.requires_grad
+
+def test_random_layers_are_refused():
+    "Dropout or batch norm in training mode would score the draws under another distribution: a clear ValueError."
+    env = HyperGrid(2, 4)
+    for layer in (torch.nn.Dropout(0.2), torch.nn.BatchNorm1d(3)):
+        pf = DiscretePolicy(env, torch.nn.Sequential(MLP(8, 3, hidden=8), layer))
+        with pytest.raises(ValueError, match=rf"DiscretePolicy has {type(layer).__name__} \(net\.1\) in training mode"):
+            sample_trajectories(env, pf, 4)
+        assert len(sample_trajectories(env, pf.eval(), 4)) == 4
+    pf = DiscretePolicy(env, torch.nn.Sequential(MLP(8, 3, hidden=8), torch.nn.Dropout(0.)))   # p = 0: the identity
+    assert len(sample_trajectories(env, pf, 4)) == 4
