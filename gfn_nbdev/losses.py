@@ -5,7 +5,7 @@
 # %% ../nbs/08_losses.ipynb #a0d4aae7
 from __future__ import annotations
 import inspect
-from .core import *
+from .core import Loss
 from .balance import TB, DB, SubTB, VarGrad
 from .estimators import ReverseKL, ForwardKL, Renyi, Tsallis
 
