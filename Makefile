@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-# Small MLPs on few cores run far slower with several intra-op threads under load (DESIGN §7).
+# Small MLPs on few cores run far slower with several intra-op threads under load (measured on a shared 2-core machine).
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 

@@ -4,7 +4,7 @@
 
 Prints the median over `reps` timed runs (after one warm-up), with and without the autograd graph
 (training keeps the graph; evaluation does not). The thread count is stated: small MLPs on a 2-core
-machine run much slower with several intra-op threads under load (DESIGN.md §7).
+machine run much slower with several intra-op threads under load.
 """
 import argparse, statistics, time
 import torch

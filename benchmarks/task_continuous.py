@@ -7,7 +7,7 @@ extension (T Gaussian steps, Brownian-bridge p_B, 2x64 MLP with a time embedding
 timed runs after one warm-up, with and without the autograd graph, and the time of one grid evaluation (exact p_T
 on 256² cells; importance-sampled p̂_T on 48² cells with K = 8 paths), and of the `preset='paper'` metrics: the
 same grid plus `jsd_kde` (kernel density estimates of 10,000 samples on 100² cells; the target's KDE is cached after
-the first call). The thread count is stated (DESIGN.md §7).
+the first call). The thread count is stated.
 """
 import argparse, time
 import torch

@@ -3,7 +3,7 @@ throughput at batch 256 with the default policy (2-layer GIN, width 64).
 
     python benchmarks/task_phylo.py [--threads 1] [--device cpu] [--reps 5]
 
-Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed (DESIGN.md §7). Wall time
+Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed. Wall time
 and process CPU time are both printed: on a loaded machine the CPU time is the figure to compare.
 """
 import argparse

@@ -3,7 +3,7 @@ and sampling throughput at batch 256 (default 2x256 MLP policy) for the paper's 
 
     python benchmarks/task_sequences.py [--threads 1] [--device cpu] [--reps 5]
 
-Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed (DESIGN.md §7).
+Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed.
 """
 import argparse
 import torch

@@ -4,7 +4,7 @@ paper's size (`set_log_pt`: the DP over the 2^16 subsets behind `mc_set_l1`, the
 
     python benchmarks/task_sets.py [--threads 1] [--device cpu] [--reps 5]
 
-Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed (DESIGN.md §7).
+Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed.
 """
 import argparse
 import torch
