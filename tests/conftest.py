@@ -1,4 +1,5 @@
 "Shared helpers for the test suite (pytest puts this folder on sys.path)."
+import pytest
 import torch
 from gfn_nbdev.core import GraphEnv
 
@@ -13,3 +14,11 @@ def random_dag(seed, n=9, p=0.4):
     term = [i for i in range(1, n) if outdeg[i] == 0 or torch.rand(1, generator=g) < 0.5]
     rewards = (torch.rand(len(term), generator=g) * 3 + 0.1).tolist()
     return GraphEnv(n, sorted(edges), term, rewards)
+
+@pytest.fixture
+def float64():
+    "Run a test with float64 as torch's default dtype, restoring the previous default afterwards."
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -14,12 +14,7 @@ from gfn_nbdev.control_variates import *
 
 slow = pytest.mark.skipif(not os.environ.get('RUN_SLOW'), reason='long statistical test: set RUN_SLOW=1')
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures('float64')   # exact references in float64 (tests/conftest.py)
 
 def setup(h=3, w=3, seed=0, pb=False):
     "Grid DAG, random tabular p_F (and p_B if asked), the exact trajectory set."

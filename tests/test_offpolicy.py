@@ -15,12 +15,7 @@ from gfn_nbdev.estimators import *
 
 BEHAVIOUR = dict(eps=dict(epsilon=.3), temp=dict(temperature=2.))
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures('float64')   # exact references in float64 (tests/conftest.py)
 
 def setup(seed=0, pb=False):
     "toy_dag(3, 3), a random tabular p_F (and p_B), the exact set, and log q (K,) of each behaviour over it."
