@@ -4,25 +4,29 @@
 
 # %% ../nbs/12_cli.ipynb #304a9cf3
 from __future__ import annotations
-import ast, csv, signal, sys, threading, time
+import argparse, ast, csv, signal, sys, threading, time, typing
+from dataclasses import fields
 from pathlib import Path
-from fastcore.script import call_parse, anno_parser
-from .training import TrainConfig, Interrupted, train, compare, dumps
+from typing import Optional
+from fastcore.docments import docments
+from .training import TrainConfig, Interrupted, train, compare, dumps, task_args
 from .training import summarize, summary_markdown, plot_history, METRIC_NAMES
+from .losses import loss_args
 
 # %% auto #0
-__all__ = ['DEMO', 'parse_kv', 'parse_list', 'loss_kwargs', 'gfn_train', 'describe_task', 'write_comparison', 'gfn_compare',
-           'train_main', 'compare_main', 'demo_main']
+__all__ = ['COMPARED', 'DEMO', 'parse_kv', 'parse_list', 'split_loss_args', 'add_config_options', 'train_parser',
+           'compare_parser', 'gfn_train', 'describe_task', 'write_comparison', 'gfn_compare', 'train_main',
+           'compare_main', 'demo_parser', 'demo_main']
 
 # %% ../nbs/12_cli.ipynb #1323c6c9
 def parse_kv(s: str) -> dict:
-    "Parse `'ndim=4,height=8,R0=0.01'` into a dict of Python literals."
+    "Parse `'ndim=4,height=8,R0=0.01'` into a dict of Python literals (`none` is `None`; other words stay strings)."
     out = {}
     for part in filter(None, (p.strip() for p in (s or '').split(','))):
         if '=' not in part: raise ValueError(f"expected key=value in {part!r} (from {s!r})")
-        k, v = part.split('=', 1)
-        try: out[k.strip()] = ast.literal_eval(v.strip())
-        except (ValueError, SyntaxError): out[k.strip()] = v.strip()
+        k, v = (t.strip() for t in part.split('=', 1))
+        try: out[k] = None if v.lower() == 'none' else ast.literal_eval(v)
+        except (ValueError, SyntaxError): out[k] = v
     return out
 
 def parse_list(s: str, typ=str) -> list:
@@ -30,53 +34,109 @@ def parse_list(s: str, typ=str) -> list:
     try: return [typ(p.strip()) for p in (s or '').split(',') if p.strip()]
     except ValueError: raise ValueError(f"cannot parse {s!r} as a comma-separated list of {typ.__name__}") from None
 
-def _flags(keys) -> str: return ', '.join('--' + k.replace('_', '-') for k in keys)
+def _listing(args: dict) -> str: return ', '.join(f"{k}={v!r}" for k, v in args.items()) or 'no arguments'
 
-def loss_kwargs(name: str, strict: bool = False, **given) -> dict:
-    "The options in `given` (not None) that loss `name` accepts (`strict`: the others are an error); `cv='none'` means no control variate."
-    from gfn_nbdev.losses import loss_args
-    accepted = loss_args(name)
-    given = {k: v for k, v in given.items() if v is not None}
-    unused = [k for k in given if k not in accepted]
-    if strict and unused:
-        raise ValueError(f"{_flags(unused)}: not {'an option' if len(unused) == 1 else 'options'} of loss {name!r} "
-                         f"(its options: {', '.join(accepted) or 'none'})")
-    kw = {k: v for k, v in given.items() if k in accepted}
-    if kw.get('cv') in ('none', 'None', ''): kw['cv'] = None
-    return kw
+def split_loss_args(losses: list, given: dict) -> dict:
+    "Per loss in `losses`, the entries of `given` its constructor takes; a key that none of them takes is a `ValueError`."
+    takes = {n: loss_args(n) for n in losses}
+    bad = [k for k in given if not any(k in a for a in takes.values())]
+    if bad:
+        theirs = '; '.join(f"{n}: {', '.join(a) or 'none'}" for n, a in takes.items())
+        raise ValueError(f"--loss-args {', '.join(bad)}: not an argument of any of the losses {', '.join(losses)} "
+                         f"(their arguments: {theirs})")
+    return {n: {k: v for k, v in given.items() if k in a} for n, a in takes.items()}
+
+# %% ../nbs/12_cli.ipynb #a499bf5d
+def _option_type(name: str) -> type:
+    "The type the option of field `name` parses to: `X` for a field of type `X` or `Optional[X]`."
+    t = typing.get_type_hints(TrainConfig)[name]
+    return next((a for a in typing.get_args(t) if a is not type(None)), t)
+
+def _flag(name: str) -> str: return '--' + name.replace('_', '-')
+
+def _esc(s: str) -> str: return s.replace('%', '%%')      # argparse %-formats help texts
+
+def add_config_options(p: argparse.ArgumentParser, skip=(), more_help: dict = None) -> argparse.ArgumentParser:
+    "Add to `p` one option per field of `TrainConfig` but those in `skip`: type, default and help from the field."
+    docs, more_help = docments(TrainConfig), more_help or {}
+    for f in fields(TrainConfig):
+        if f.name in skip: continue
+        typ, doc = _option_type(f.name), _esc((docs[f.name] or '') + more_help.get(f.name, ''))
+        if typ is dict:                                   # task_kw -> --task-args "k=v,...", parsed by parse_kv
+            dest = f.name.removesuffix('_kw') + '_args'
+            a = p.add_argument(_flag(dest), dest=dest, default='', metavar='K=V,...', help=doc)
+        elif typ is bool: a = p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=doc)
+        else: a = p.add_argument(_flag(f.name), type=typ, default=f.default, metavar=typ.__name__.upper(), help=doc)
+        if typ is not dict and '%(default)' not in a.help: a.help += ' (default: %(default)s)'
+    return p
+
+# %% ../nbs/12_cli.ipynb #4dc98b93
+def _peek(argv, **defaults) -> dict:
+    "The values of a few options (`defaults`: name -> default) in `argv`, read before the full parser is built."
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for k, v in defaults.items(): pre.add_argument(_flag(k), default=v)
+    return vars(pre.parse_known_args(list(argv))[0])
+
+def _takes(args_of, names) -> str:
+    "'; hypergrid takes ndim=2, …' for the help of --task-args / --loss-args (an unknown name is left to the run)."
+    out = []
+    for n in names:
+        try: out.append(f"{n} takes {_listing(args_of(n))}")
+        except ValueError: pass
+    return ''.join('; ' + s for s in out)
+
+def _common(p: argparse.ArgumentParser, resume_help: str) -> argparse.ArgumentParser:
+    p.add_argument('--resume', action='store_true', help=resume_help + ' (default: %(default)s)')
+    p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bar: the same as --no-progress')
+    return p
+
+def train_parser(argv=()) -> argparse.ArgumentParser:
+    "The parser of `gfn-train`: every field of `TrainConfig`, `--resume` and `--quiet`."
+    got = _peek(argv, task=TrainConfig.task, loss=TrainConfig.loss)
+    p = argparse.ArgumentParser(prog='gfn-train', description='Train a GFlowNet on one task with one loss; print the final '
+                                'metrics (the last evaluation and the best-so-far distances) as one line of JSON.')
+    add_config_options(p, more_help=dict(task_kw=_takes(task_args, [got['task']]), loss_kw=_takes(loss_args, [got['loss']])))
+    return _common(p, 'continue the run in --out from its checkpoint')
+
+COMPARED = 'tb,rev_kl,fwd_kl,renyi,tsallis'   # the losses gfn-compare trains unless told
+
+def compare_parser(argv=(), defaults: dict = None, prog: str = 'gfn-compare',
+                   description: str = 'Train several losses over several seeds; print and write a table of the final '
+                                      'and best exact L1 and a convergence plot.') -> argparse.ArgumentParser:
+    "The parser of `gfn-compare`: `--losses`, `--seeds`, every field of `TrainConfig` but loss, seed and out, `--out`, `--resume`, `--quiet`; `defaults` replace the usual ones."
+    d = {**dict(task=TrainConfig.task, losses=COMPARED), **(defaults or {})}
+    got = _peek(argv, task=d['task'], losses=d['losses'])
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument('--losses', default=COMPARED, help='comma-separated loss names (default: %(default)s)')
+    p.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (default: %(default)s)')
+    add_config_options(p, skip=('loss', 'seed', 'out'), more_help=dict(
+        task_kw=_takes(task_args, [got['task']]),
+        loss_kw='; each loss gets the keys it takes' + _takes(loss_args, parse_list(got['losses']))))
+    p.add_argument('--out', default='runs/compare', help='output folder: one sub-folder per run, and the tables and plot (default: %(default)s)')
+    _common(p, 'continue the runs in --out (finished ones are read back)')
+    if defaults:
+        p.set_defaults(**defaults)
+        for a in p._actions:                              # show the replaced defaults, --task-args' among them
+            if a.dest in defaults and '%(default)' not in a.help: a.help += ' (default: %(default)s)'
+    return p
 
 # %% ../nbs/12_cli.ipynb #3ced766f
-@call_parse
-def gfn_train(task: str = 'hypergrid',  # task name
-              task_args: str = '',        # task constants, e.g. "ndim=4,height=8"
-              loss: str = 'tb',           # loss name
-              alpha: float = None,        # alpha of renyi / tsallis
-              cv: str = None,             # control variates of the divergences: none, loo, sf, loo+sf
-              sf_coef: str = None,        # how the divergences' 'sf' estimates its coefficient: crossfit or batch
-              lam: float = None,          # lambda of subtb
-              self_normalized: bool = False,  # self-normalised weights for fwd_kl
-              protocol: str = None,       # ours (default) or paper: the paper's lr, schedule, α and batch size
-              steps: int = 2000,
-              batch_size: int = None,     # default: the protocol's (ours: 64)
-              lr: float = None,           # default: the protocol's (1e-3)
-              lr_aux: float = None,       # learning rate of log Z (default: the protocol's, 0.1)
-              lr_schedule: str = None,    # constant or poly (default: the protocol's: ours constant, the paper's poly)
-              poly_power: float = 1.0,    # degree of the poly decay to 0 (1: linear)
-              clip: float = 10.0, hidden: int = 256, n_layers: int = 2,
-              epsilon: float = 0.0, temperature: float = 1.0, seed: int = 0,
-              collapse_k: int = 3,        # flag a run collapsed after this many evaluations of one object (or one length)
-              device: str = 'auto',       # cpu, cuda, cuda:N, mps, or auto
-              eval_every: int = 100, ckpt_every: int = 100,
-              out: str = None,            # output folder (config, metrics.jsonl, checkpoint.pt, final.json)
-              resume: bool = False,       # continue the run in `out` from its checkpoint
-              quiet: bool = False):
-    "Train a GFlowNet on one task with one loss; prints the final metrics (the last evaluation and the best-so-far distances) as JSON."
-    lkw = loss_kwargs(loss, strict=True, alpha=alpha, cv=cv, sf_coef=sf_coef, lam=lam, self_normalized=self_normalized or None)
-    cfg = TrainConfig(task=task, task_kw=parse_kv(task_args), loss=loss, loss_kw=lkw, protocol=protocol, steps=steps,
-                      batch_size=batch_size, lr=lr, lr_aux=lr_aux, lr_schedule=lr_schedule, poly_power=poly_power, clip=clip,
-                      hidden=hidden, n_layers=n_layers, epsilon=epsilon, temperature=temperature, seed=seed, device=device,
-                      eval_every=eval_every, ckpt_every=ckpt_every, collapse_k=collapse_k, out=out, progress=not quiet)
-    res = train(cfg, resume=resume)
+def _options(p: argparse.ArgumentParser, opts: dict) -> dict:
+    "The defaults of parser `p` updated with `opts`; a name that is not one of its options is a `TypeError`."
+    o = vars(p.parse_args([]))
+    bad = sorted(set(opts) - set(o))
+    if bad: raise TypeError(f"{p.prog} has no option {', '.join(map(_flag, bad))}")
+    return {**o, **opts}
+
+def _config(o: dict, **extra) -> TrainConfig:
+    "The `TrainConfig` of the options `o`: each field that is an option, `task_kw` from `task_args`, then `extra`."
+    kw = {f.name: o[f.name] for f in fields(TrainConfig) if f.name in o}
+    return TrainConfig(**{**kw, 'task_kw': parse_kv(o['task_args']), **extra})
+
+def gfn_train(**opts) -> dict:
+    "`gfn-train` from Python: `opts` are its options (underscored names), the others keep their defaults."
+    o = _options(train_parser(), opts)
+    res = train(_config(o, loss_kw=parse_kv(o['loss_args'])), resume=o['resume'])
     print(dumps(res['final']))
     return res
 
@@ -105,75 +165,66 @@ def write_comparison(runs, out, metric: str = 'l1', title: str = None) -> dict:
     return dict(summary=summary, files=[str(out / n) for n in ('runs.csv', 'summary.csv', 'summary.md', 'convergence.png')])
 
 # %% ../nbs/12_cli.ipynb #c08236d2
-@call_parse
-def gfn_compare(task: str = 'hypergrid', task_args: str = '',
-                losses: str = 'tb,rev_kl,fwd_kl,renyi,tsallis',  # comma-separated loss names
-                seeds: str = '0,1,2',     # comma-separated seeds
-                alpha: float = None,      # alpha of renyi / tsallis (default: theirs, 0.5)
-                cv: str = None,           # control variates of the divergences (default: theirs, loo+sf)
-                sf_coef: str = None,      # how 'sf' estimates its coefficient: crossfit or batch (default: theirs)
-                lam: float = None,        # lambda of subtb
-                protocol: str = None,     # ours (default) or paper: the paper's lr, schedule, α and batch size
-                steps: int = 1000,
-                batch_size: int = None,   # default: the protocol's (ours: 64)
-                lr: float = None,         # default: the protocol's (1e-3)
-                lr_aux: float = None,     # learning rate of log Z (default: the protocol's, 0.1)
-                lr_schedule: str = None,  # constant or poly (default: the protocol's: ours constant, the paper's poly)
-                poly_power: float = 1.0,  # degree of the poly decay to 0 (1: linear)
-                clip: float = 10.0,       # max gradient norm; 0 disables
-                epsilon: float = 0.0,     # ε-uniform exploration (losses with on_policy=False)
-                temperature: float = 1.0, # tempered sampling (losses with on_policy=False)
-                collapse_k: int = 3,      # flag a run collapsed after this many evaluations of one object (or one length)
-                hidden: int = 256, n_layers: int = 2, eval_every: int = 100, ckpt_every: int = 100, device: str = 'auto',
-                out: str = 'runs/compare',  # output folder: one sub-folder per run, and the tables and plot
-                resume: bool = False,     # continue the runs in `out` (finished ones are read back)
-                quiet: bool = False):
-    "Train several losses over several seeds; print and write a table of the final and best exact L1 and a convergence plot."
-    from gfn_nbdev.losses import loss_args
-    names, seed_list = parse_list(losses), parse_list(seeds, int)
-    if not names: raise ValueError(f"--losses is empty ({losses!r}): give comma-separated loss names, e.g. tb,renyi")
-    if not seed_list: raise ValueError(f"--seeds is empty ({seeds!r}): give comma-separated integers, e.g. 0,1,2")
-    given = dict(alpha=alpha, cv=cv, sf_coef=sf_coef, lam=lam)
-    unused = [k for k, v in given.items() if v is not None and not any(k in loss_args(n) for n in names)]
-    if unused: raise ValueError(f"{_flags(unused)}: not an option of any of the losses {', '.join(names)}")
-    lkw = {n: loss_kwargs(n, **given) for n in names}
-    base = TrainConfig(task=task, task_kw=parse_kv(task_args), protocol=protocol, steps=steps, batch_size=batch_size, lr=lr,
-                       lr_aux=lr_aux, lr_schedule=lr_schedule, poly_power=poly_power, clip=clip, epsilon=epsilon,
-                       temperature=temperature, collapse_k=collapse_k, hidden=hidden, n_layers=n_layers,
-                       eval_every=eval_every, ckpt_every=ckpt_every, device=device, progress=not quiet).validate()
-    runs = compare(names, seed_list, base, lkw, out=out, resume=resume, log=None if quiet else print)
+def gfn_compare(**opts) -> dict:
+    "`gfn-compare` from Python: `opts` are its options (underscored names), the others keep their defaults."
+    o = _options(compare_parser(), opts)
+    names, seed_list = parse_list(o['losses']), parse_list(o['seeds'], int)
+    if not names: raise ValueError(f"--losses is empty ({o['losses']!r}): give comma-separated loss names, e.g. tb,renyi")
+    if not seed_list: raise ValueError(f"--seeds is empty ({o['seeds']!r}): give comma-separated integers, e.g. 0,1,2")
+    lkw = split_loss_args(names, parse_kv(o['loss_args']))
+    base = _config(o, out=None).validate()
+    runs = compare(names, seed_list, base, lkw, out=o['out'], resume=o['resume'], log=print if base.progress else None)
     metric = 'l1' if runs[0]['final'].get('l1') is not None else 'log_top_k'
     sched = base.lr_schedule + (f" {base.poly_power:g}" if base.lr_schedule == 'poly' and base.poly_power != 1 else '')
     explore = (f", ε {base.epsilon:g}" if base.epsilon else '') + (f", temperature {base.temperature:g}" if base.temperature != 1 else '')
-    setting = ((f"{base.protocol} protocol, " if base.protocol else '') + f"{steps} steps, batch {base.batch_size}, "
+    setting = ((f"{base.protocol} protocol, " if base.protocol else '') + f"{base.steps} steps, batch {base.batch_size}, "
                f"lr {base.lr:g} ({sched}){explore}, {len(seed_list)} seed{'s' * (len(seed_list) > 1)}")
-    res = write_comparison(runs, out, metric, title=f"{describe_task(task, base.task_kw)}\n{setting}")
-    print(f"\n{describe_task(task, base.task_kw)}: {setting} ({', '.join(map(str, seed_list))}); "
+    res = write_comparison(runs, o['out'], metric, title=f"{describe_task(base.task, base.task_kw)}\n{setting}")
+    print(f"\n{describe_task(base.task, base.task_kw)}: {setting} ({', '.join(map(str, seed_list))}); "
           f"{METRIC_NAMES.get(metric, metric).replace('$', '')} at the last step and the best over the run:\n")
     print(summary_markdown(res['summary']))
     print('\nwrote ' + ', '.join(res['files']))
     return res
 
 # %% ../nbs/12_cli.ipynb #51430f0e
-def _underscore(arg: str) -> str:
-    "`--batch-size=64` -> `--batch_size=64`; values and positional arguments unchanged."
+def _hyphen(arg: str) -> str:
+    "`--batch_size=64` -> `--batch-size=64`; values and positional arguments unchanged."
     if not arg.startswith('--'): return arg
     name, eq, val = arg[2:].partition('=')
-    return '--' + name.replace('-', '_') + eq + val
+    return '--' + name.replace('_', '-') + eq + val
 
 def _exit(prog: str, msg: str, code: int):
     print(f"{prog}: {' '.join(str(msg).split())}", file=sys.stderr)   # one line, whatever the message held
     sys.exit(code)
 
+def _misplaced(extra: list, o: dict) -> Optional[str]:
+    "Where unknown options in `extra` that are a task's constant or a loss's argument go instead (None if none is)."
+    losses = [o['loss']] if 'loss' in o else parse_list(o['losses'])
+    for a in extra:
+        if not a.startswith('--'): continue
+        k = a[2:].partition('=')[0].replace('-', '_')
+        for what, names, args_of in (('task', [o['task']], task_args), ('loss', losses, loss_args)):
+            for n in names:
+                try: taken = {x.lower(): x for x in args_of(n)}
+                except ValueError: continue
+                if k.lower() in taken:
+                    return f"{a.partition('=')[0]} is an argument of {what} {n!r}: pass it as --{what}-args {taken[k.lower()]}=VALUE"
+    return None
+
 def _terminate(signum, frame): raise Interrupted(signum)
 
-def _run(func, argv=None):
-    p = anno_parser(func, prog=func.__name__.replace('_', '-'))
-    args = vars(p.parse_args([_underscore(a) for a in (sys.argv[1:] if argv is None else argv)]))
-    args.pop('pdb', None); args.pop('xtra', None)
+def _main(parser_of, run, argv=None):
+    "Parse `argv` with `parser_of(argv)` and call `run` with the options; errors become one line and a status."
+    argv = [_hyphen(a) for a in (sys.argv[1:] if argv is None else argv)]
+    p = parser_of(argv)
+    ns, extra = p.parse_known_args(argv)
+    if extra:
+        hint = _misplaced(extra, vars(ns))
+        if hint: _exit(p.prog, f"error: {hint}", 2)
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, _terminate) if main else None
-    try: return func(**args)
+    try: run(**vars(ns))
     except Interrupted as e: _exit(p.prog, e.describe('--resume'), e.exit_code)
     except KeyboardInterrupt: _exit(p.prog, 'interrupted by SIGINT; no checkpoint written', 128 + signal.SIGINT)
     except (ValueError, FloatingPointError) as e: _exit(p.prog, f"error: {e}", 2)
@@ -181,21 +232,27 @@ def _run(func, argv=None):
         if main: signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
 
 def train_main(argv=None):
-    "Console entry point of `gfn-train`."
-    _run(gfn_train, argv)
+    "Console entry point of `gfn-train` (returns nothing: a console script exits with what it returns)."
+    _main(train_parser, gfn_train, argv)
 
 def compare_main(argv=None):
     "Console entry point of `gfn-compare`."
-    _run(gfn_compare, argv)
+    _main(compare_parser, gfn_compare, argv)
 
 # %% ../nbs/12_cli.ipynb #9cd20b1a
 DEMO = dict(task='hypergrid', task_args='ndim=2,height=16,R0=0.01', losses='tb,rev_kl,fwd_kl,renyi,tsallis',
-            seeds='0,1,2', steps=400, batch_size=64, hidden=128, eval_every=50, device='cpu', out='runs/demo')
+            seeds='0,1,2', steps=400, batch_size=64, hidden=128, eval_every=50, ckpt_every=100, device='cpu',
+            out='runs/demo', resume=True)
+
+def demo_parser(argv=()) -> argparse.ArgumentParser:
+    "The parser of `gfn-demo`: `gfn-compare`'s, with the demo's settings `DEMO` as defaults."
+    return compare_parser(argv, DEMO, prog='gfn-demo', description='The main job: TB against the four divergences on the '
+                          'sparse 16x16 hypergrid, three seeds, resumable; gfn-compare with these defaults.')
 
 def demo_main(argv=None):
-    "Console entry point of `gfn-demo`: `gfn-compare --resume` with the embedded default `DEMO`."
+    "Console entry point of `gfn-demo`."
     import torch
     torch.set_num_threads(1)
     t = time.time()
-    _run(gfn_compare, [f"--{k}={v}" for k, v in DEMO.items()] + ['--resume'] + list(sys.argv[1:] if argv is None else argv))
+    _main(demo_parser, gfn_compare, argv)
     print(f"demo finished in {time.time() - t:.0f}s")

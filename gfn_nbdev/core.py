@@ -183,6 +183,8 @@ class GraphEnv(Env):
     def all_states(self): return torch.arange(self.M, device=self.device)[:, None]
     def state_key(self, s): return s[:, 0]
     def terminal_states(self): return self.terminals[:, None]
+    @property
+    def enumerable(self) -> bool: return True        # an explicit graph: its states can always be listed
 
 # %% ../nbs/00_core.ipynb #8333b860
 def diamond_env(rewards=(1., 2., 3.), device='cpu') -> GraphEnv:
@@ -268,6 +270,41 @@ class UniformBackward(nn.Module):
     def log_prob(self, prev, actions, nxt) -> Tensor:
         return -self.env.backward_mask(nxt).sum(1, dtype=torch.get_default_dtype()).log()
 
+# %% ../nbs/00_core.ipynb #d0d869fc
+@patch(as_prop=True)
+def n_features(self: Env) -> int:
+    "Width of the features `encode` gives a state: found by encoding one initial state."
+    return self.encode(self.s0(1)).shape[-1]
+
+@patch
+def policy(self: Env, hidden: int = 256, n_layers: int = 2, **kw) -> nn.Module:
+    "The forward policy to train: by default a `DiscretePolicy` on an `MLP` of `n_layers` hidden layers of width `hidden`."
+    if kw: raise TypeError(f"{type(self).__name__}.policy takes hidden and n_layers only, got {', '.join(sorted(kw))}")
+    if self.n_actions is None:
+        raise NotImplementedError(f"{type(self).__name__} has real-valued actions: it must define its own policy")
+    return DiscretePolicy(self, MLP(self.n_features, self.n_actions, hidden, n_layers)).to(self.device)
+
+# %% ../nbs/00_core.ipynb #e3cd881a
+@patch
+def backward_policy(self: Env) -> nn.Module:
+    "The fixed backward policy the samplers use when none is given: by default uniform over the parents of a state."
+    return UniformBackward(self)
+
+@patch
+def metrics(self: Env, pf) -> dict:
+    "Task-specific evaluation numbers of the forward policy `pf`, as a dict of floats: by default none."
+    return {}
+
+@patch
+def is_mode(self: Env, x: Tensor) -> Optional[Tensor]:
+    "Which terminal objects `x` are modes, (N,) bool; by default `None`: the task defines no modes."
+    return None
+
+@patch(as_prop=True)
+def enumerable(self: Env) -> bool:
+    "Whether `all_states()` and `terminal_states()` can be listed (exact metrics); by default not."
+    return False
+
 # %% ../nbs/00_core.ipynb #a2cf0761
 @dataclass
 class Trajectories:
@@ -320,9 +357,9 @@ class Trajectories:
         return Trajectories(**{f.name: getattr(self, f.name).detach() for f in fields(self)})
 
 # %% ../nbs/00_core.ipynb #67fe327f
-def default_backward(env: Env):
-    "The environment's own fixed backward policy if it defines one (`env.backward_policy()`), else uniform."
-    return env.backward_policy() if hasattr(env, 'backward_policy') else UniformBackward(env)
+def default_backward(env: Env) -> nn.Module:
+    "The backward policy the samplers use when none is given: `env.backward_policy()` (kept for older callers)."
+    return env.backward_policy()
 
 def _check_same_device(env: Env, *modules):
     for m in modules:
@@ -349,7 +386,7 @@ def _check_deterministic(*modules):
 
 def _has_forced_stops(env: Env) -> bool:
     "False only if `env` keeps the protocol's default `is_complete`, which never forces a stop."
-    return getattr(env.is_complete, '__func__', None) is not Env.is_complete
+    return type(env).is_complete is not Env.is_complete
 
 def _steps_of(counts: list, device) -> Tensor:
     "The time index of each record when step t holds `counts[t]` records, (sum(counts),)."
@@ -388,7 +425,7 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
 def sample_trajectories(env: Env, pf, n: int, pb=None, epsilon: float = 0., temperature: float = 1.,
                         max_steps: int = 10_000) -> Trajectories:
     "Sample `n` complete trajectories from `pf` (optionally ε-uniform / tempered), scoring them with `pb`."
-    pb = default_backward(env) if pb is None else pb
+    pb = env.backward_policy() if pb is None else pb
     _check_same_device(env, pf, pb)
     _check_deterministic(pf, pb)
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
@@ -486,7 +523,18 @@ def sample_backward(env: Env, pb, x: Tensor, pf=None, max_steps: int = 10_000) -
 # %% ../nbs/00_core.ipynb #13f96076
 class Loss(nn.Module):
     "Base class of training objectives: `loss(traj, params)` -> (scalar to backward, diagnostics dict)."
-    on_policy: bool = True   # the estimator assumes trajectories sampled from p_F itself
+    on_policy: bool = True          # the estimator assumes trajectories sampled from p_F itself
+    cv: Optional[str] = None        # control variates (the divergence estimators), None elsewhere
+    sf_coef: Optional[str] = None   # how the score-function control variate estimates its coefficient, if any
+    min_batch_size: int = 1         # the smallest batch the estimator is defined on
+
+    def __init__(self):
+        super().__init__()
+        self.register_parameter('logZ', None)   # None: no learned log Z; a subclass sets `self.logZ = nn.Parameter(...)`
+
+    def logz_parameters(self) -> list:
+        "The parameters trained at the learning rate of log Z (`lr_aux`): by default none."
+        return []
 
     def forward(self, traj, params=None) -> tuple:
         raise NotImplementedError

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import importlib, inspect, json, math, os, random, signal, threading, time, warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Optional
 import numpy as np
@@ -19,10 +19,11 @@ try: import fcntl                      # POSIX; without it (Windows) output fold
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['TASKS', 'PROTOCOLS', 'PAPER_BATCH', 'CKPT_FORMAT', 'RUN_FILES', 'BEST', 'METRIC_NAMES', 'make_task',
-           'protocol_defaults', 'TrainConfig', 'resolve_device', 'min_batch_size', 'Trainer', 'eval_seed', 'own_rng',
-           'plain', 'dumps', 'rng_state', 'set_rng_state', 'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far',
-           'train', 'LivePlot', 'compare', 'fmt_num', 'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
+__all__ = ['TASKS', 'PROTOCOLS', 'PAPER_BATCH', 'CKPT_FORMAT', 'RESUME_MAY_CHANGE', 'RUN_FILES', 'BEST', 'METRIC_NAMES',
+           'task_class', 'task_args', 'make_task', 'protocol_defaults', 'TrainConfig', 'resolve_device',
+           'min_batch_size', 'Trainer', 'eval_seed', 'own_rng', 'plain', 'dumps', 'rng_state', 'set_rng_state',
+           'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far', 'train', 'LivePlot', 'compare', 'fmt_num',
+           'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
 
 # %% ../nbs/11_training.ipynb #91a85d03
 TASKS = {'hypergrid': 'gfn_nbdev.tasks.hypergrid:HyperGrid',
@@ -33,18 +34,28 @@ TASKS = {'hypergrid': 'gfn_nbdev.tasks.hypergrid:HyperGrid',
          'continuous': 'gfn_nbdev.tasks.continuous:CoordinateEnv',
          'diffusion': 'gfn_nbdev.tasks.diffusion:DiffusionEnv'}
 
+def task_class(name: str) -> type:
+    "The class registered as task `name` (a `'module:Class'` entry is imported now)."
+    if name not in TASKS: raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    if isinstance(cls, str):
+        mod, attr = cls.split(':')
+        cls = getattr(importlib.import_module(mod), attr)
+    return cls
+
+def task_args(name: str) -> dict:
+    "The constants task `name` takes (its constructor's keyword arguments but `device`) and their defaults."
+    ps = inspect.signature(task_class(name)).parameters
+    return {k: (None if p.default is p.empty else p.default) for k, p in ps.items()
+            if k != 'device' and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
 def make_task(name: str, device='cpu', **kw):
     "Build the task `name` with constants `kw` on `device`; a constant its constructor does not take is a `ValueError`."
-    if name not in TASKS: raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
-    mod, cls = TASKS[name].split(':')
-    cls = getattr(importlib.import_module(mod), cls)
-    ps = inspect.signature(cls).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in ps.values()):
-        accepted = [k for k, p in ps.items() if k != 'device' and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        bad = [k for k in kw if k not in accepted]
-        if bad: raise ValueError(f"task {name!r} has no argument {', '.join(map(repr, bad))}; "
-                                 f"it accepts {', '.join(accepted) or 'no arguments'}")
-    return cls(device=device, **kw)
+    accepted = task_args(name)
+    bad = [k for k in kw if k not in accepted]
+    if bad: raise ValueError(f"task {name!r} has no argument {', '.join(map(repr, bad))}; "
+                             f"it accepts {', '.join(accepted) or 'no arguments'}")
+    return task_class(name)(device=device, **kw)
 
 # %% ../nbs/11_training.ipynb #5c1e84a7
 PROTOCOLS = ('ours', 'paper')
@@ -63,30 +74,30 @@ def protocol_defaults(protocol, task: str, loss: Optional[str] = None) -> dict:
 @dataclass
 class TrainConfig:
     "Everything that defines a training run; defaults are sized for a laptop CPU."
-    task: str = 'hypergrid'
-    task_kw: dict = field(default_factory=dict)   # the task's constants; its defaults otherwise
-    loss: str = 'tb'
-    loss_kw: dict = field(default_factory=dict)
-    steps: int = 1000
-    protocol: Optional[str] = None  # None/'ours', or 'paper': the fields left None below take the protocol's values
-    batch_size: Optional[int] = None    # ours: 64; the paper's: per task (`PAPER_BATCH`)
-    lr: Optional[float] = None          # policy parameters; 1e-3 in both protocols
-    lr_aux: Optional[float] = None      # log Z (the paper: 1e-1 for TB's log Z); state flows train at `lr`
+    task: str = 'hypergrid'             # the task, by its name in `TASKS`
+    task_kw: dict = field(default_factory=dict)   # the task's constants (its constructor's arguments); its defaults otherwise
+    loss: str = 'tb'                    # the loss, by its name in `LOSSES`
+    loss_kw: dict = field(default_factory=dict)   # the loss's arguments (its constructor's, e.g. alpha, cv); its defaults otherwise
+    steps: int = 1000                   # training steps, one batch each
+    protocol: Optional[str] = None      # None/'ours', or 'paper': the fields left None below take the protocol's values
+    batch_size: Optional[int] = None    # trajectories per step; ours: 64; the paper's: per task (`PAPER_BATCH`)
+    lr: Optional[float] = None          # learning rate of the policy and of state flows; 1e-3 in both protocols
+    lr_aux: Optional[float] = None      # learning rate of log Z; 1e-1 in both protocols
     lr_schedule: Optional[str] = None   # 'constant' (ours) or 'poly' (the paper's): (1 - t/steps)**poly_power, to 0 at `steps`
     poly_power: float = 1.0             # the degree of the polynomial decay of 'poly' (1: linear)
-    clip: float = 10.0          # max global gradient norm; 0 disables
-    logz_init: str = 'batch'    # TB's log Z starts at the log-mean-exp of -ℓ over a first batch ('batch') or at 0 ('zero')
-    hidden: int = 256
-    n_layers: int = 2
-    epsilon: float = 0.0        # ε-uniform exploration (losses with on_policy=False only)
-    temperature: float = 1.0    # tempered sampling (losses with on_policy=False only)
-    collapse_k: int = 3         # `collapsed` once the samples were one object (or one length) at this many evaluations in a row
-    seed: int = 0
-    device: str = 'auto'
-    eval_every: int = 100
-    ckpt_every: int = 0         # 0: checkpoint only at the end and on interrupt (when `out` is set)
-    out: Optional[str] = None   # folder for config.json, metrics.jsonl, checkpoint.pt, final.json
-    progress: bool = True      # a progress bar, in a terminal or a notebook (never in logs)
+    clip: float = 10.0                  # max global gradient norm; 0 disables
+    logz_init: str = 'batch'            # a learned log Z starts at the log-mean-exp of -ℓ over a first batch ('batch') or at 0 ('zero')
+    hidden: int = 256                   # width of the hidden layers of the policy network
+    n_layers: int = 2                   # number of hidden layers of the policy network
+    epsilon: float = 0.0                # ε-uniform exploration (losses with on_policy=False only)
+    temperature: float = 1.0            # tempered sampling (losses with on_policy=False only)
+    collapse_k: int = 3                 # `collapsed` once the samples were one object (or one length) at this many evaluations in a row
+    seed: int = 0                       # seed of torch, Python and NumPy; each evaluation draws from its own seed, derived from it
+    device: str = 'auto'                # cpu, cuda, cuda:N, mps, or auto (CUDA where available)
+    eval_every: int = 100               # steps between evaluations (the last step is always evaluated)
+    ckpt_every: int = 0                 # steps between checkpoints; 0: only at the end and on interrupt (when `out` is set)
+    out: Optional[str] = None           # folder for config.json, metrics.jsonl, checkpoint.pt, final.json
+    progress: bool = True               # a progress bar, in a terminal or a notebook (never in logs)
 
     def __post_init__(self):
         "Fill the fields left `None` (and α, where the loss has one and `loss_kw` does not set it) from `protocol`."
@@ -97,6 +108,7 @@ class TrainConfig:
 
     def validate(self):
         "Raise a `ValueError` naming the first bad value."
+        from gfn_nbdev.losses import loss_args
         for k in ('steps', 'batch_size', 'hidden', 'n_layers', 'eval_every', 'collapse_k'):
             if int(getattr(self, k)) != getattr(self, k) or getattr(self, k) < 1:
                 raise ValueError(f"{k} must be a positive integer, got {getattr(self, k)}")
@@ -110,6 +122,11 @@ class TrainConfig:
         if not isinstance(self.task_kw, dict) or 'device' in self.task_kw:
             raise ValueError(f"task_kw must be a dict of the task's constants (the device is set by `device`), got {self.task_kw!r}")
         if self.lr_schedule not in ('constant', 'poly'): raise ValueError(f"lr_schedule must be 'constant' or 'poly', got {self.lr_schedule!r}")
+        for what, name, kw, accepted in (('task', self.task, self.task_kw, task_args(self.task)),
+                                         ('loss', self.loss, self.loss_kw, loss_args(self.loss))):
+            bad = [k for k in kw if k not in accepted]
+            if bad: raise ValueError(f"{what} {name!r} has no argument {', '.join(map(repr, bad))}; "
+                                     f"it accepts {', '.join(accepted) or 'no arguments'}")
         return self
 
 # %% ../nbs/11_training.ipynb #cc8a49c8
@@ -132,13 +149,11 @@ def resolve_device(d) -> torch.device:
 
 # %% ../nbs/11_training.ipynb #60748e29
 def min_batch_size(loss) -> int:
-    "The smallest batch `loss` can train on: 2 where it uses a leave-one-out or cross-fitted statistic, else 1."
-    if getattr(loss, 'min_batch_size', None) is not None: return int(loss.min_batch_size)
+    "The smallest batch `loss` can train on: 2 where it uses a leave-one-out or cross-fitted statistic, else its declared minimum."
     from gfn_nbdev.balance import VarGrad
-    cv = getattr(loss, 'cv', None) or ''
-    if isinstance(loss, VarGrad) or 'loo' in cv: return 2
-    if 'sf' in cv and getattr(loss, 'sf_coef', None) == 'crossfit': return 2
-    return 1
+    cv = loss.cv or ''
+    batch_statistic = isinstance(loss, VarGrad) or 'loo' in cv or ('sf' in cv and loss.sf_coef == 'crossfit')
+    return max(int(loss.min_batch_size), 2 if batch_statistic else 1)
 
 # %% ../nbs/11_training.ipynb #43086a67
 class Trainer:
@@ -155,12 +170,12 @@ class Trainer:
             raise ValueError(f"loss {cfg.loss!r} needs on-policy samples (its estimator assumes trajectories from p_F): "
                              f"use epsilon=0 and temperature=1, or a loss with on_policy=False")
         if cfg.batch_size < min_batch_size(self.loss):
-            cv = getattr(self.loss, 'cv', None)
+            cv = self.loss.cv
             raise ValueError(f"loss {cfg.loss!r}{f' with cv={cv!r}' if cv else ''} uses a leave-one-out or cross-fitted "
                              f"statistic of the batch: batch_size must be at least {min_batch_size(self.loss)}, got {cfg.batch_size}")
         self.params = [p for p in self.pf.parameters() if p.requires_grad]
         # log Z gets its own (larger) learning rate; other loss parameters (state flows) train like the policy
-        logz = list(self.loss.logz_parameters()) if hasattr(self.loss, 'logz_parameters') else []
+        logz = list(self.loss.logz_parameters())
         rest = [p for p in self.loss.parameters() if p.requires_grad and all(p is not q for q in logz)]
         groups = [dict(params=self.params + rest, lr=cfg.lr)]
         if logz: groups.append(dict(params=logz, lr=cfg.lr_aux))
@@ -171,8 +186,7 @@ class Trainer:
         self.step, self.history, self._losses = 0, [], []
         self._xs, self._lens, self._lens_ever, self._streak = set(), set(), set(), 0   # collapse: seen since the last evaluation
         self.out, self._wall0, self._t0, self._stop, self._bar = None, 0., None, None, None   # wall time of earlier sessions of this run
-        if cfg.logz_init == 'batch' and hasattr(self.loss, 'logZ'): self._init_logz()
-        self.enumerable = self._is_enumerable()
+        if cfg.logz_init == 'batch' and self.loss.logZ is not None: self._init_logz()
 
     @torch.no_grad()
     def _init_logz(self):
@@ -180,10 +194,6 @@ class Trainer:
         tr = sample_trajectories(self.env, self.pf, self.cfg.batch_size)
         lr = -tr.log_ratio.double()
         self.loss.logZ.fill_((torch.logsumexp(lr, 0) - math.log(len(lr))).item())
-
-    def _is_enumerable(self) -> bool:
-        try: self.env.terminal_states(); return True
-        except NotImplementedError: return False
 
     def elapsed(self) -> float:
         "Seconds of training so far, summed over every session of the run (resumes included): the `wall` column."
@@ -227,31 +237,13 @@ def evaluate(self: Trainer) -> dict:
     "Metrics of the current policy (exact distances, task metrics, top-K, modes, log Z), drawn from the evaluation's own generator."
     row = dict(step=self.step, train_loss=float(np.mean(self._losses)) if self._losses else None)
     with own_rng(eval_seed(self.cfg.seed, self.step), self.device):
-        if self.enumerable:
+        if self.env.enumerable:
             m = exact_metrics(self.env, self.pf)
             row.update(l1=m['l1'], tv=m['tv'], jsd=m['jsd'], log_Z=m['log_Z'])
-        if hasattr(self.env, 'metrics'): row.update(self.env.metrics(self.pf))   # task-defined (e.g. JSD on a grid)
+        row.update(self.env.metrics(self.pf))                             # task-defined (e.g. JSD on a grid); none by default
     row.update(log_top_k=self.tracker.log_top_k(), n_modes=self.tracker.n_modes)   # top-K mean reward, in log space
-    if hasattr(self.loss, 'logZ'): row['logZ_learned'] = float(self.loss.logZ.detach())
+    if self.loss.logZ is not None: row['logZ_learned'] = float(self.loss.logZ.detach())
     return plain(row)
-
-@patch
-def train_step(self: Trainer) -> dict:
-    "One optimisation step on a freshly sampled batch; returns the loss's diagnostics."
-    cfg = self.cfg
-    tr = sample_trajectories(self.env, self.pf, cfg.batch_size, epsilon=cfg.epsilon, temperature=cfg.temperature)
-    value, diag = self.loss(tr, self.params)
-    if not torch.isfinite(value):
-        raise FloatingPointError(f"loss {cfg.loss!r} is {value.item()} at step {self.step}; diagnostics {diag}")
-    self.opt.zero_grad(set_to_none=True)
-    value.backward()
-    if cfg.clip > 0: torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g['params']], cfg.clip)
-    self.opt.step(); self.sched.step()
-    self.tracker.update(tr.x, tr.log_reward)
-    self._observe(tr)
-    self._losses.append(value.item())
-    self.step += 1
-    return diag
 
 # %% ../nbs/11_training.ipynb #395d0d77
 def _row_keys(x) -> list:
@@ -275,6 +267,45 @@ def _collapse_row(self: Trainer) -> dict:
     self._xs, self._lens = set(), set()
     return dict(distinct_x=nx, distinct_len=nl, collapsed=self._streak >= self.cfg.collapse_k)
 
+
+# %% ../nbs/11_training.ipynb #9ad314d6
+@patch
+def sample_batch(self: Trainer):
+    "This step's training batch: `batch_size` trajectories from p_F, or from the behaviour policy of ε and temperature."
+    cfg = self.cfg
+    return sample_trajectories(self.env, self.pf, cfg.batch_size, epsilon=cfg.epsilon, temperature=cfg.temperature)
+
+@patch
+def batch_loss(self: Trainer, batch) -> tuple:
+    "The loss's surrogate and diagnostics on `batch`."
+    return self.loss(batch, self.params)
+
+@patch
+def reduce_gradients(self: Trainer):
+    "Combine gradients across processes after `backward` (nothing to do in one process; see the distributed chapter)."
+
+@patch
+def observe_batch(self: Trainer, batch):
+    "Feed the batch's objects to the mode tracker and the collapse counters."
+    self.tracker.update(batch.x, batch.log_reward)
+    self._observe(batch)
+
+@patch
+def train_step(self: Trainer) -> dict:
+    "One optimisation step on a freshly sampled batch; returns the loss's diagnostics."
+    cfg, batch = self.cfg, self.sample_batch()
+    value, diag = self.batch_loss(batch)
+    if not torch.isfinite(value):
+        raise FloatingPointError(f"loss {cfg.loss!r} is {value.item()} at step {self.step}; diagnostics {diag}")
+    self.opt.zero_grad(set_to_none=True)
+    value.backward()
+    self.reduce_gradients()
+    if cfg.clip > 0: torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g['params']], cfg.clip)
+    self.opt.step(); self.sched.step()
+    self.observe_batch(batch)
+    self._losses.append(value.item())
+    self.step += 1
+    return diag
 
 # %% ../nbs/11_training.ipynb #b09fb30e
 def rng_state(device=None) -> dict:
@@ -318,8 +349,7 @@ def write_atomic(path, data) -> Path:
 
 # %% ../nbs/11_training.ipynb #f8a1bde5
 CKPT_FORMAT = 'gfn_nbdev-checkpoint-v2'    # v2: tensors and plain data only (v1 held NumPy arrays)
-_RUN_KEYS = ('task', 'task_kw', 'loss', 'loss_kw', 'batch_size', 'lr', 'lr_aux', 'lr_schedule', 'poly_power', 'clip', 'logz_init', 'hidden',
-             'n_layers', 'epsilon', 'temperature', 'seed')
+RESUME_MAY_CHANGE = ('steps', 'protocol', 'collapse_k', 'device', 'eval_every', 'ckpt_every', 'out', 'progress')   # every other field defines the run
 
 @patch
 def state_dict(self: Trainer) -> dict:
@@ -361,7 +391,8 @@ def load(self: Trainer, path) -> Trainer:
         fmt = ck.get('format') if isinstance(ck, dict) else type(ck).__name__
         raise ValueError(f"{path} is not a checkpoint this version reads (format {fmt!r}, expected {CKPT_FORMAT!r})")
     old = {**dict(poly_power=1.0), **ck['config']}                        # checkpoints from before poly_power: linear
-    diff = {k: (old.get(k), getattr(self.cfg, k)) for k in _RUN_KEYS if old.get(k) != getattr(self.cfg, k)}
+    diff = {f.name: (old.get(f.name), getattr(self.cfg, f.name)) for f in fields(self.cfg)
+            if f.name not in RESUME_MAY_CHANGE and old.get(f.name) != getattr(self.cfg, f.name)}
     if diff: raise ValueError(f"checkpoint {path} belongs to a different run: {diff} (checkpoint, now)")
     self.pf.load_state_dict(ck['pf']); self.loss.load_state_dict(ck['loss'])
     self.opt.load_state_dict(ck['opt']); self.sched.load_state_dict(ck['sched'])

@@ -70,3 +70,37 @@ def test_progress_bar_on_a_terminal(tmp_path):
     p.communicate(timeout=300); os.close(slave); t.join(10); os.close(master)
     err = b''.join(chunks).decode(errors='replace')
     assert p.returncode == 0 and 'tb seed 0' in err and '40/40' in err and 'l1 ' in err, err
+
+# ---- issue 10: the options are generated from TrainConfig and the constructors' signatures
+
+def test_options_are_generated_from_the_config():
+    "Every field of TrainConfig is an option of both commands, with TrainConfig's default and the field's comment as help."
+    from dataclasses import fields, MISSING
+    from fastcore.docments import docments
+    from gfn_nbdev.training import TrainConfig
+    from gfn_nbdev.cli import train_parser, compare_parser
+    docs = docments(TrainConfig)
+    for parser, own in ((train_parser(), ()), (compare_parser(), ('loss', 'seed', 'out'))):
+        o, helps = vars(parser.parse_args([])), {}
+        for a in parser._actions: helps.setdefault(a.dest, a.help)           # --progress, then its alias --quiet
+        for f in fields(TrainConfig):
+            if f.name in own: continue
+            dest = f.name[:-3] + '_args' if f.name.endswith('_kw') else f.name
+            assert o[dest] == ('' if f.default is MISSING else f.default), (parser.prog, f.name, o[dest])
+            assert helps[dest].startswith(docs[f.name].replace('%', '%%')), (parser.prog, f.name, helps[dest])
+
+def run_help(*argv) -> str:
+    r = subprocess.run([str(BIN / argv[0]), *argv[1:], '--help'], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    return ' '.join(r.stdout.split())
+
+def test_demo_help_shows_the_demo_settings():
+    h = run_help('gfn-demo')
+    for s in ('usage: gfn-demo', 'training steps, one batch each (default: 400)', '(default: runs/demo)', '(default: 128)',
+              'hypergrid takes ndim=2, height=8, R0=0.1, R1=0.5, R2=2.0 (default: ndim=2,height=16,R0=0.01)'):
+        assert s in h, (s, h)
+
+def test_help_lists_the_arguments_of_the_named_task_and_loss():
+    h = run_help('gfn-train', '--task', 'phylo', '--loss', 'subtb')
+    assert "phylo takes alignment=None, n=7, length=25" in h and "subtb takes lam=0.9" in h, h
+    assert 'training steps, one batch each (default: 1000)' in h and '(default: 0)' in h     # TrainConfig's steps, ckpt_every

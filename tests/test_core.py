@@ -126,7 +126,7 @@ def test_trajectories_check_shapes_names_every_field(seed):
 
 def _reference_sample(env, pf, n, pb=None, epsilon=0., temperature=1.):
     "The plain sampler: scores log p_F, log p_B and log q inside the loop, step by step (what `sample_trajectories` must equal)."
-    pb = default_backward(env) if pb is None else pb
+    pb = env.backward_policy() if pb is None else pb
     cur, active, T = env.s0(n), torch.arange(n), 0
     recs = []
     x, lengths = torch.empty_like(cur), torch.zeros(n, dtype=torch.long)

@@ -167,16 +167,21 @@ def test_evaluation_does_not_touch_the_training_stream():
     (['--device', 'nope'], "unknown device 'nope'"),
     pytest.param(['--device', 'cuda'], 'CUDA is not available on this machine',
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present')),
-    (['--loss', 'tb', '--alpha', '0.5'], "--alpha: not an option of loss 'tb'"),
-    (['--loss', 'renyi', '--lam', '0.5'], "--lam: not an option of loss 'renyi'"),
+    (['--loss', 'tb', '--loss-args', 'alpha=0.5'], "loss 'tb' has no argument 'alpha'; it accepts init_logZ"),
+    (['--loss', 'renyi', '--loss-args', 'lam=0.5'], "loss 'renyi' has no argument 'lam'; it accepts alpha, cv"),
+    (['--loss', 'renyi', '--alpha', '0.5'], "--alpha is an argument of loss 'renyi': pass it as --loss-args alpha=VALUE"),
+    (['--height', '4'], "--height is an argument of task 'hypergrid': pass it as --task-args height=VALUE"),
     (['--loss', 'renyi', '--batch-size', '1'], "loss 'renyi' with cv='loo+sf' uses a leave-one-out or cross-fitted statistic of the batch: batch_size must be at least 2, got 1"),
-    (['--loss', 'tsallis', '--cv', 'sf', '--batch-size', '1'], "loss 'tsallis' with cv='sf' uses a leave-one-out or cross-fitted statistic"),
-    (['--loss', 'tb', '--sf-coef', 'batch'], "--sf-coef: not an option of loss 'tb'"),
-    (['--loss', 'rev_kl', '--cv', 'loo', '--batch-size', '1'], 'batch_size must be at least 2'),
+    (['--loss', 'tsallis', '--loss-args', 'cv=sf', '--batch-size', '1'], "loss 'tsallis' with cv='sf' uses a leave-one-out or cross-fitted statistic"),
+    (['--loss', 'tb', '--loss-args', 'sf_coef=batch'], "loss 'tb' has no argument 'sf_coef'"),
+    (['--loss', 'rev_kl', '--loss-args', 'cv=loo', '--batch-size', '1'], 'batch_size must be at least 2'),
+    (['--loss', 'renyi', '--loss-args', 'cv=none', '--batch-size', '1', '--steps', '1'], None),   # no control variate: batch 1 is fine
     (['--loss', 'vargrad', '--batch-size', '1'], "loss 'vargrad' uses a leave-one-out or cross-fitted statistic of the batch: batch_size must be at least 2"),
     (['--resume'], '--resume (resume=True) needs the output folder'),
 ])
 def test_cli_errors_are_one_line(args, msg, capsys):
+    if msg is None:                                            # a setting that is accepted: the run succeeds
+        train_main(['--steps', '5', '--quiet', '--device', 'cpu', '--hidden', '16', *args]); return
     code, err = in_process(train_main, ['--steps', '5', '--quiet', *args], capsys)
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (code, err)
     assert err.startswith('gfn-train: error: ')
@@ -186,7 +191,8 @@ def test_cli_errors_are_one_line(args, msg, capsys):
     (['--seeds', ','], "--seeds is empty (',')"),
     (['--seeds', '0,0'], 'seeds must be distinct, got [0, 0]'),
     (['--losses', 'tb,nope'], "unknown loss 'nope'"),
-    (['--losses', 'tb,db', '--alpha', '0.5'], '--alpha: not an option of any of the losses tb, db'),
+    (['--losses', 'tb,db', '--loss-args', 'alpha=0.5'], '--loss-args alpha: not an argument of any of the losses tb, db'),
+    (['--losses', 'tb,renyi', '--alpha', '0.5'], "--alpha is an argument of loss 'renyi': pass it as --loss-args alpha=VALUE"),
     (['--device', 'nope'], "unknown device 'nope'"),
 ])
 def test_compare_errors_are_one_line(args, msg, capsys, tmp_path):
@@ -198,7 +204,7 @@ def test_resume_errors_name_resume(tmp_path, capsys):
     assert code == 2 and '--resume (resume=True) given but there is no checkpoint at' in err, err
 
 def test_a_real_process_error_has_no_traceback():
-    r = cli('gfn-train', '--steps', '5', '--quiet', '--loss', 'tb', '--alpha', '0.5')
+    r = cli('gfn-train', '--steps', '5', '--quiet', '--loss', 'tb', '--loss-args', 'alpha=0.5')
     assert r.returncode == 2 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 def test_corrupt_checkpoint_and_wrong_run(tmp_path):
@@ -302,7 +308,7 @@ def test_compare_passes_every_option_to_every_run(tmp_path):
 def test_train_cli_protocol_and_explicit_options(tmp_path):
     out = tmp_path / 'r'
     train_main(['--task', 'sets', '--task-args', 'n_items=6,set_size=3', '--protocol', 'paper', '--batch-size', '16',
-                '--lr-schedule', 'constant', '--alpha', '0.7', '--loss', 'renyi', '--steps', '2', '--eval-every', '1',
+                '--lr-schedule', 'constant', '--loss-args', 'alpha=0.7', '--loss', 'renyi', '--steps', '2', '--eval-every', '1',
                 '--hidden', '16', '--device', 'cpu', '--quiet', '--out', str(out)])
     cfg = json.loads((out / 'config.json').read_text())
     assert (cfg['batch_size'], cfg['lr_schedule'], cfg['loss_kw']['alpha'], cfg['lr']) == (16, 'constant', 0.7, 1e-3)
