@@ -7,34 +7,39 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from .core import GraphEnv, sample_trajectories
-from .estimators import ReverseKL, ForwardKL, Renyi, Tsallis
+from typing import Optional
+from .core import sample_trajectories
+from .estimators import ReverseKL, ForwardKL, Renyi, Tsallis, SF_COEFS, SF_PARAMS
 from .estimators import draw_from_set, flat_grad, gradient_samples, score_matrix
 
 # %% auto #0
 __all__ = ['cov_trace', 'gradient_variance', 'predicted_reduction', 'cv_losses', 'reduction_factors', 'plot_cv_variance',
-           'exact_sf_coefficient', 'coefficient_study', 'gradient_projection', 'sf_bias_prediction', 'layered_dag']
+           'exact_sf_coefficient', 'coefficient_study', 'gradient_projection', 'sf_bias_prediction']
 
 # %% ../nbs/06_control_variates.ipynb #4cf91ca4
 def cov_trace(G: Tensor) -> float:
     "Trace of the sample covariance of gradient samples `G` (M, P)."
     return G.double().var(0).sum().item()
 
-def gradient_variance(env, pf, losses: dict, Ns, M: int, seed: int = 0) -> list:
-    "Rows {name, N, M, trace} of the trace of each loss's gradient covariance over `M` batches of each size N."
+# %% ../nbs/06_control_variates.ipynb #94387cb4
+def gradient_variance(env, pf, losses: dict, Ns, M: int, seed: Optional[int] = 0, pb=None) -> list:
+    "Rows {name, N, M, trace, mean_norm2}: trace of the covariance and squared norm of the mean of each loss's gradient over `M` batches of each size N."
+    if M < 2: raise ValueError(f"a covariance needs M >= 2 batches, got M={M}")
     params = [p for p in pf.parameters() if p.requires_grad]
     rows = []
     for N in Ns:
-        torch.manual_seed(seed)
+        if seed is not None: torch.manual_seed(seed)                     # None: continue the global RNG stream
         s1, s2 = {}, {}
         for _ in range(M):
-            tr = sample_trajectories(env, pf, N)
+            tr = sample_trajectories(env, pf, N, pb=pb)
             for name, L in losses.items():
                 g = flat_grad(L(tr, params)[0], params).double()           # (P,)
                 s1[name] = s1.get(name, 0) + g; s2[name] = s2.get(name, 0) + g * g
-        rows += [dict(name=name, N=N, M=M, trace=((s2[name] - s1[name] ** 2 / M).sum() / (M - 1)).item()) for name in losses]
+        rows += [dict(name=name, N=N, M=M, trace=((s2[name] - s1[name] ** 2 / M).sum() / (M - 1)).item(),
+                      mean_norm2=(s1[name] / M).square().sum().item()) for name in losses]
     return rows
 
+# %% ../nbs/06_control_variates.ipynb #ec2b3306
 def predicted_reduction(ell: Tensor, alpha: float = 0.5) -> dict:
     "Variance-reduction factors predicted for Gaussian log-ratios `ell` with the best constant baselines."
     m, v = ell.double().mean().item(), ell.double().var().item()
@@ -42,19 +47,26 @@ def predicted_reduction(ell: Tensor, alpha: float = 0.5) -> dict:
     return dict(reverse_kl=1 + (1 + m) ** 2 / v, forward_kl=lognormal(v), renyi=lognormal((1 - alpha) ** 2 * v),
                 tsallis=lognormal((1 - alpha) ** 2 * v))
 
-def cv_losses(labels=(None, 'loo', 'loo+sf', 'loo+sf:batch'), alpha: float = 0.5) -> dict:
-    "{(divergence, label): loss} for labels 'cv' or 'cv:sf_coef'; no 'sf' for the forward KL, no ':batch' for the reverse KL."
+# %% ../nbs/06_control_variates.ipynb #5767b050
+def cv_losses(labels=(None, 'loo', 'loo+sf', 'loo+sf:last', 'loo+sf:batch'), alpha: float = 0.5) -> dict:
+    "{(divergence, label): loss} for labels 'cv[:sf_coef][:sf_params]' (omitted: the loss's default); no 'sf' for the forward KL, no ':batch' or ':all' for the reverse KL."
     make = dict(reverse_kl=lambda **kw: ReverseKL(**kw), forward_kl=lambda **kw: ForwardKL(**kw),
                 renyi=lambda **kw: Renyi(alpha, **kw), tsallis=lambda **kw: Tsallis(alpha, **kw))
     out = {}
     for d, mk in make.items():
         for lab in labels:
-            cv, _, sc = (lab or '').partition(':')
-            cv, sc = cv or None, sc or 'crossfit'
-            if (d == 'forward_kl' and 'sf' in str(cv)) or (d == 'reverse_kl' and sc == 'batch'): continue   # identical
-            out[(d, lab)] = mk(cv=cv, sf_coef=sc)
+            cv, *opts = (lab or '').split(':')
+            kw = dict(cv=cv or None)
+            for o in opts:
+                if o in SF_COEFS: kw['sf_coef'] = o
+                elif o in SF_PARAMS: kw['sf_params'] = o
+                else: raise ValueError(f"label {lab!r}: {o!r} is neither an sf_coef {SF_COEFS} nor an sf_params {SF_PARAMS}")
+            if (d == 'forward_kl' and 'sf' in str(kw['cv'])) or (d == 'reverse_kl' and (kw.get('sf_coef') == 'batch' or 'sf_params' in kw)):
+                continue                                                 # identical: no ∇f term, or â = 1 never estimated
+            out[(d, lab)] = mk(**kw)
     return out
 
+# %% ../nbs/06_control_variates.ipynb #1053b2ff
 def reduction_factors(rows: list, cv: str = 'loo+sf') -> dict:
     "{(divergence, N): trace without CV / trace with `cv`} for rows named (divergence, cv)."
     t = {(r['name'][0], r['name'][1], r['N']): r['trace'] for r in rows}
@@ -95,6 +107,7 @@ def exact_sf_coefficient(loss, ts, params) -> float:
     E_s, E_hs = (rho * J).sum(0), (rho * h[:, None] * J).sum(0)         # E∇s (= 0), E[h∇s]
     return (((rho[:, 0] * h * (J * J).sum(1)).sum() - E_s @ E_hs) / (rho[:, 0] * (J * J).sum(1)).sum()).item()
 
+# %% ../nbs/06_control_variates.ipynb #89b33794
 def coefficient_study(loss, ts, params, Ns, M: int, seed: int = 0) -> list:
     "Rows {N, sf_coef, mean, se, sd} of the coefficient â that `loss` reports over `M` batches drawn from `ts`, per N."
     rows = []
@@ -116,6 +129,7 @@ def gradient_projection(loss, ts, params, target: Tensor, N: int, M: int, seed: 
     m, se = p.mean().item(), p.std().item() / math.sqrt(M)
     return dict(N=N, M=M, ratio=m, se=se, t=(m - 1) / se, samples=p)
 
+# %% ../nbs/06_control_variates.ipynb #acf8a82d
 def sf_bias_prediction(ts, params, target: Tensor, N: int, alpha: float, M: int = 4000, seed: int = 0) -> dict:
     "The same-batch â's ratio along `target` predicted for Renyi/Tsallis-α: 1 + (1−α)/α · uᵀB_N u, B_N = E[SSᵀ/‖S‖²]."
     J = score_matrix(ts, params).double()                                # (K, P) per-trajectory scores
@@ -126,19 +140,3 @@ def sf_bias_prediction(ts, params, target: Tensor, N: int, alpha: float, M: int 
     q = (C @ Ju) ** 2 / ((C @ Gram) * C).sum(1)                           # (M,) (uᵀS)²/‖S‖², S = (C J)_m per batch
     k = (1 - alpha) / alpha
     return dict(N=N, M=M, ratio=1 + k * q.mean().item(), se=abs(k) * q.std().item() / math.sqrt(M))
-
-def layered_dag(seed: int = 0, width: int = 7, depth: int = 7, max_out: int = 3, p_stop: float = 0.3) -> GraphEnv:
-    "A random layered DAG: source 0, `depth` layers of `width` nodes, 1..max_out edges to the next layer, log-normal rewards."
-    g = torch.Generator().manual_seed(seed)
-    layers, n = [[0]], 1
-    for _ in range(depth): layers.append(list(range(n, n + width))); n += width
-    edges = set()
-    for a, b in zip(layers[:-1], layers[1:]):
-        for u in a:                                                       # 1..max_out random children
-            k = int(torch.randint(1, max_out + 1, (1,), generator=g))
-            for j in torch.randperm(len(b), generator=g)[:k].tolist(): edges.add((u, b[j]))
-        for v in b:                                                       # every node gets a parent
-            if not any(e[1] == v for e in edges): edges.add((a[int(torch.randint(0, len(a), (1,), generator=g))], v))
-    f64 = dict(generator=g, dtype=torch.float64)                          # the same DAG whatever the default dtype
-    term = [v for L in layers[1:-1] for v in L if torch.rand(1, **f64) < p_stop] + layers[-1]
-    return GraphEnv(n, sorted(edges), term, torch.randn(len(term), **f64).exp().tolist())

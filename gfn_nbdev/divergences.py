@@ -8,12 +8,12 @@ import math
 import torch
 from torch import Tensor
 from .core import GraphEnv
-from .exact import enumerate_trajectories, exact_log_pi, exact_log_pt, state_graph, TablePolicy
+from .exact import exact_log_pi, exact_log_pt, state_graph, TablePolicy
 from .gflownets import balanced_policy
 
 # %% auto #0
 __all__ = ['kl_div', 'renyi_div', 'tsallis_div', 'log_Z_of', 'target_log_prob', 'trajectory_divergences', 'terminal_divergences',
-           'toy_dag', 'balanced_table_policy', 'plot_alpha_curves', 'fit_exact']
+           'balanced_table_policy', 'plot_alpha_curves']
 
 # %% ../nbs/04_divergences.ipynb #63dccbe4
 def _log_power_terms(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
@@ -30,8 +30,9 @@ def _check_pair(log_p: Tensor, log_q: Tensor):
     for name, t in (('log_p', log_p), ('log_q', log_q)):
         if torch.isnan(t).any() or torch.isposinf(t).any(): raise ValueError(f"{name} has NaN or +inf entries")
 
-def _check_alpha_value(alpha) -> float:
-    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+def _check_alpha(alpha) -> float:
+    "α as a float: a finite number (a bool is not an order); the estimators add their own exclusions."
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number, got {alpha!r}")
     return float(alpha)
 
@@ -42,16 +43,18 @@ def kl_div(log_p: Tensor, log_q: Tensor) -> Tensor:
     p = log_p.exp()
     return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
 
+# %% ../nbs/04_divergences.ipynb #41a7f9df
 def renyi_div(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
     "Renyi-α divergence $\\frac{1}{\\alpha-1}\\log\\sum_i p_i^\\alpha q_i^{1-\\alpha}$ (KL at α = 1) over the last dimension."
-    alpha = _check_alpha_value(alpha)
+    alpha = _check_alpha(alpha)
     if alpha == 1: return kl_div(log_p, log_q)
     _check_pair(log_p, log_q)
     return torch.logsumexp(_log_power_terms(log_p, log_q, alpha), -1) / (alpha - 1)
 
+# %% ../nbs/04_divergences.ipynb #050fd645
 def tsallis_div(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
     "Tsallis-α divergence $\\frac{1}{\\alpha-1}(\\sum_i p_i^\\alpha q_i^{1-\\alpha} - 1)$ (KL at α = 1) over the last dimension."
-    alpha = _check_alpha_value(alpha)
+    alpha = _check_alpha(alpha)
     if alpha == 1: return kl_div(log_p, log_q)
     _check_pair(log_p, log_q)
     return torch.expm1(torch.logsumexp(_log_power_terms(log_p, log_q, alpha), -1)) / (alpha - 1)
@@ -61,10 +64,12 @@ def log_Z_of(ts) -> Tensor:
     "Exact $\\log Z = \\log\\sum_\\tau R(x)\\,p_B(\\tau\\mid x)$ from a complete `TrajectorySet`."
     return torch.logsumexp(ts.log_reward + ts.log_pb, 0)
 
+# %% ../nbs/04_divergences.ipynb #54dc750d
 def target_log_prob(ts) -> Tensor:
     "$\\log p_B(\\tau) = \\log R(x) + \\log p_B(\\tau\\mid x) - \\log Z$ of every trajectory of a `TrajectorySet`, (K,)."
     return ts.log_reward + ts.log_pb - log_Z_of(ts)
 
+# %% ../nbs/04_divergences.ipynb #85ce16a0
 def trajectory_divergences(ts, alpha: float = 0.5) -> dict:
     "Exact D(p_F‖p_B) over all trajectories: reverse and forward KL, Renyi-α and Tsallis-α (differentiable)."
     lq = target_log_prob(ts)
@@ -79,15 +84,6 @@ def terminal_divergences(env, pf, alpha: float = 0.5) -> dict:
                 renyi=renyi_div(lp, lq, alpha), tsallis=tsallis_div(lp, lq, alpha))
 
 # %% ../nbs/04_divergences.ipynb #34d04310
-def toy_dag(h: int = 3, w: int = 3, seed: int = 0, device='cpu') -> GraphEnv:
-    "An `h`×`w` grid DAG (moves right/up, stop anywhere except the origin) with rewards drawn from U[0.2, 3.2]."
-    if h < 1 or w < 1 or h * w < 2: raise ValueError(f"the grid needs at least 2 nodes, got h={h}, w={w}")
-    node = lambda i, j: i * w + j
-    edges = [(node(i, j), node(i, j + 1)) for i in range(h) for j in range(w - 1)]
-    edges += [(node(i, j), node(i + 1, j)) for i in range(h - 1) for j in range(w)]
-    r = torch.rand(h * w - 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 3 + 0.2
-    return GraphEnv(h * w, edges, list(range(1, h * w)), r.tolist(), device=device)
-
 def balanced_table_policy(env: GraphEnv) -> tuple:
     "The `TablePolicy` with $p_F = p_B$ (uniform $p_B$) on a `GraphEnv`, and $\\log Z$: `balanced_policy` as a table."
     bp = balanced_policy(env)                                             # states of a GraphEnv sorted by key = node id
@@ -111,14 +107,3 @@ def plot_alpha_curves(ts, alphas=None, ax=None):
     ax.set_ylim(-0.05 * top, top)
     ax.set_xlabel(r'$\alpha$'); ax.set_ylabel('divergence'); ax.legend(fontsize=8)
     return ax
-
-# %% ../nbs/04_divergences.ipynb #8337fcc1
-def fit_exact(env, pf, objective, steps: int = 200, lr: float = 0.05) -> list:
-    "Minimise `objective(ts)` over every trajectory of `env` (exact gradients, Adam); returns the objective per step."
-    opt = torch.optim.Adam(pf.parameters(), lr=lr)
-    hist = []
-    for _ in range(steps):
-        loss = objective(enumerate_trajectories(env, pf))
-        opt.zero_grad(); loss.backward(); opt.step()
-        hist.append(loss.item())
-    return hist

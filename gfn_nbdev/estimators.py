@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from .core import Loss, MaskedCategorical, check_exploration, check_finite
+from .core import Loss, check_exploration, check_finite
 from .exact import TrajectorySet
+from .divergences import _check_alpha
 
 # %% auto #0
-__all__ = ['CV_NAMES', 'SF_COEFS', 'IS_WEIGHTS', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples', 'max_abs_t',
-           'loo_baseline', 'sf_coefficient', 'half_coefficient', 'DivergenceLoss', 'score_vjps', 'ReverseKL',
-           'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy', 'TableBackward']
+__all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples',
+           'loo_baseline', 'sf_coefficient', 'half_coefficient', 'last_layer', 'DivergenceLoss', 'score_vjps',
+           'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -30,6 +31,7 @@ class LogProbBatch:
     def log_ratio(self) -> Tensor: return self.log_pf - self.log_reward - self.log_pb
     def __len__(self): return len(self.log_pf)
 
+# %% ../nbs/05_estimators.ipynb #2e5d7f6f
 def draw_from_set(ts, n: int, generator=None, log_q: Tensor = None) -> LogProbBatch:
     "`n` trajectories drawn i.i.d. from $p_F$ (or from $q$, `log_q` (K,) over the set) out of a complete `TrajectorySet`, keeping its graph."
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
@@ -44,21 +46,16 @@ def flat_grad(out: Tensor, params) -> Tensor:
     gs = torch.autograd.grad(out, params, retain_graph=True, allow_unused=True)
     return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(gs, params)])
 
+# %% ../nbs/05_estimators.ipynb #e8cfe7a3
 def gradient_samples(loss, draw, params, M: int) -> Tensor:
     "Gradients (M, P) of `loss(draw(), params)` over `M` independent batches `draw()`."
     params = list(params)
     return torch.stack([flat_grad(loss(draw(), params)[0], params) for _ in range(M)])
 
-def max_abs_t(G: Tensor, target: Tensor, tol: float = 1e-12) -> tuple:
-    "Largest |mean − target|/s.e. over the coordinates of gradient samples `G` (M, P) that vary, and their number."
-    mean, se = G.mean(0), G.std(0) / math.sqrt(len(G))
-    live = se > tol
-    if (~live).any() and (mean - target)[~live].abs().max() > tol: raise AssertionError("a constant coordinate is off target")
-    return ((mean - target)[live] / se[live]).abs().max().item(), int(live.sum())
-
 # %% ../nbs/05_estimators.ipynb #298ecef3
 CV_NAMES = (None, 'loo', 'sf', 'loo+sf')   # no control variate, leave-one-out on f, score-function on h, both
 SF_COEFS = ('crossfit', 'batch')           # â of 'sf': from the other half of the batch (unbiased), or the same batch
+SF_PARAMS = ('all', 'last')                # the scores â is estimated from: all parameters', or the final layer's (cheap)
 IS_WEIGHTS = ('self_normalized', 'plain')  # off-policy weights: ω_n/Σω (consistent), or ω_n/N (unbiased)
 
 def loo_baseline(f: Tensor, log_w: Tensor = None) -> Tensor:
@@ -69,15 +66,23 @@ def loo_baseline(f: Tensor, log_w: Tensor = None) -> Tensor:
     others = log_w.expand(N, N).masked_fill(torch.eye(N, dtype=torch.bool, device=f.device), -math.inf)   # row n: j ≠ n
     return torch.softmax(others, 1) @ f
 
+# %% ../nbs/05_estimators.ipynb #7a00f615
 def sf_coefficient(S, H) -> Tensor:
     "$\\hat a = \\langle S,H\\rangle / (\\varepsilon + \\|S\\|^2)$ for gradients given as lists of per-parameter tensors."
     dot = sum((s * h).sum() for s, h in zip(S, H))
     sq = sum((s * s).sum() for s in S)
     return dot / (torch.finfo(sq.dtype).tiny + sq)
 
+# %% ../nbs/05_estimators.ipynb #2afdf816
 def half_coefficient(S, H, h: Tensor) -> Tensor:
     "â of one half of a batch, `sf_coefficient(S, H)` clipped to [min h, max h] of that half's coefficients `h`."
     return torch.clamp(sf_coefficient(S, H), h.min(), h.max())
+
+# %% ../nbs/05_estimators.ipynb #6c53fad1
+def last_layer(params) -> list:
+    "The final layer's tensors of `params` (in `parameters()` order): the last one with 2 or more dimensions and those after it; all if none has."
+    params = list(params)
+    return params[max((k for k, p in enumerate(params) if p.dim() >= 2), default=0):]
 
 # %% ../nbs/05_estimators.ipynb #6c43657f
 def _lse(x: Tensor) -> Tensor: return torch.logsumexp(x, 0)
@@ -89,19 +94,23 @@ class DivergenceLoss(Loss):
 
     def __init__(self, cv: str = 'loo+sf',          # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',         # how 'sf' estimates â: one of SF_COEFS
-                 is_weights: str = 'self_normalized'):  # off-policy batches: one of IS_WEIGHTS
+                 is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
+                 sf_params: str = 'all'):           # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__()
         if cv not in CV_NAMES: raise ValueError(f"cv must be one of {CV_NAMES}, got {cv!r}")
         if sf_coef not in SF_COEFS: raise ValueError(f"sf_coef must be one of {SF_COEFS}, got {sf_coef!r}")
         if is_weights not in IS_WEIGHTS: raise ValueError(f"is_weights must be one of {IS_WEIGHTS}, got {is_weights!r}")
-        self.cv, self.sf_coef, self.is_weights = cv, sf_coef, is_weights
+        if sf_params not in SF_PARAMS: raise ValueError(f"sf_params must be one of {SF_PARAMS}, got {sf_params!r}")
+        self.cv, self.sf_coef, self.is_weights, self.sf_params = cv, sf_coef, is_weights, sf_params
 
     def coefficients(self, ell: Tensor, log_rho: Tensor, log_reward: Tensor) -> dict:
         "f, h (None: no ∇f term), kB (pathwise, learned p_B), log_w (ESS), value; optional h_is_one, f_over_h, h_within, extra."
         raise NotImplementedError
 
     def _cv_repr(self) -> str:
-        return (f"cv={self.cv!r}" + (f", sf_coef={self.sf_coef!r}" if 'sf' in str(self.cv) else '')
+        sf = 'sf' in str(self.cv)
+        return (f"cv={self.cv!r}" + (f", sf_coef={self.sf_coef!r}" if sf else '')
+                + (f", sf_params={self.sf_params!r}" if sf and self.sf_params != SF_PARAMS[0] else '')
                 + (f", is_weights={self.is_weights!r}" if self.is_weights != IS_WEIGHTS[0] else ''))
     def extra_repr(self) -> str: return self._cv_repr()
 
@@ -155,9 +164,10 @@ def _score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params) -> tuple:
 # %% ../nbs/05_estimators.ipynb #514f8557
 @patch
 def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None, r=None) -> tuple:
-    "params, S, H, the correction C = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1)."
+    "params, S, H, the correction C = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
     N = len(h)
     w = (lambda v: v) if r is None else (lambda v: r * v)                 # off-policy: S = Σ ω∇s, H = Σ ωh∇s
+    if self.sf_params == 'last' and params is not None: params = last_layer(p for p in params if p.requires_grad)   # â from the final layer
     if self.sf_coef == 'batch':
         params, (S, H) = self._score_sums(torch.stack([w(torch.ones_like(h)), w(h)]), lpf, params)   # V: (2, N)
         a = sf_coefficient(S, H)
@@ -182,7 +192,7 @@ def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, param
     N = len(h)
     params, S, H, C, a_n, a = self._sf_correction(h, lpf, params, h_within, None if rho is None else N * rho)
     if rho is not None: return (rho * (f + h - a_n) * lpf).sum(), a        # off-policy: the general path
-    if kappa is None:                                                     # general path: a third backward
+    if kappa is None or self.sf_params != 'all':                          # general path: the surrogate's own backward
         return ((f + h - a_n) * lpf).sum() / N, a
     A, B = (1 + kappa * N / (N - 1), -kappa * h.sum() / (N - 1)) if loo else (1 + kappa, 0.)
     G = [(A * Hp + B * Sp - Cp).detach() / N for Sp, Hp, Cp in zip(S, H, C)]
@@ -258,8 +268,9 @@ class ForwardKL(_FixedShift):
                  self_normalized: bool = False,  # softmax(−ℓ) weights instead of the paper's e^{−(ℓ+c)}
                  log_shift: float = None,        # fixed shift c of log R; None: max log R of the first batch
                  sf_coef: str = 'crossfit',      # one of SF_COEFS; no effect here (no ∇f term), accepted for uniformity
-                 is_weights: str = 'self_normalized'):  # off-policy batches: one of IS_WEIGHTS
-        super().__init__(cv, sf_coef, is_weights)
+                 is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
+                 sf_params: str = 'all'):      # one of SF_PARAMS; no effect here, accepted for uniformity
+        super().__init__(cv, sf_coef, is_weights, sf_params)
         if self_normalized and log_shift is not None:
             raise ValueError(f"log_shift has no effect with self_normalized=True (the weights are normalised), got {log_shift}")
         self.self_normalized = bool(self_normalized)
@@ -285,6 +296,7 @@ def score_matrix(ts, params) -> Tensor:
     params = list(params)
     return torch.stack([flat_grad(ts.log_pf[k], params) for k in range(len(ts))])
 
+# %% ../nbs/05_estimators.ipynb #84d27522
 def batch_coefficients(loss, ts, idx: Tensor, log_q: Tensor = None) -> Tensor:
     "The coefficients ∂loss/∂log_pf (N,) of the batch `idx` of `ts` (p_B fixed, no 'sf' control variate), drawn from `log_q` if given."
     x = ts.log_pf.detach()[idx].requires_grad_()
@@ -292,16 +304,16 @@ def batch_coefficients(loss, ts, idx: Tensor, log_q: Tensor = None) -> Tensor:
     return torch.autograd.grad(v, x)[0]
 
 # %% ../nbs/05_estimators.ipynb #a672c2b1
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+def _estimator_alpha(alpha) -> float:
+    "α of the Renyi/Tsallis estimators: `_check_alpha` of the divergences chapter, and neither 1 nor 0."
+    alpha = _check_alpha(alpha)
     if alpha == 1:
         raise ValueError(f"alpha=1 is the KL limit of the α-divergences and the α/(α−1) estimator is undefined there: "
                          f"use ReverseKL, its estimator (got alpha={alpha})")
     if alpha == 0:
         raise ValueError(f"alpha=0 is degenerate: R_0 = T_0 = 0 for any full-support p_F and the estimator's factor "
                          f"α/(α−1) makes every gradient 0 (got alpha={alpha})")
-    return float(alpha)
+    return alpha
 
 def _renyi_estimate(ell, log_rho, alpha) -> Tensor:
     "Plug-in $R_\\alpha = \\frac{1}{\\alpha-1}\\log\\hat{\\mathbb E}[e^{(\\alpha-1)\\ell}] + \\log\\hat Z$."
@@ -314,9 +326,10 @@ class Renyi(DivergenceLoss):
     def __init__(self, alpha: float = 0.5,   # the order α (not 0 or 1); α < 0 minimises |R_α|
                  cv: str = 'loo+sf',         # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',  # how 'sf' estimates â: one of SF_COEFS
-                 is_weights: str = 'self_normalized'):  # off-policy batches: one of IS_WEIGHTS
-        super().__init__(cv, sf_coef, is_weights)
-        self.alpha = _check_alpha(alpha)
+                 is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
+                 sf_params: str = 'all'):   # the parameters whose scores estimate â: one of SF_PARAMS
+        super().__init__(cv, sf_coef, is_weights, sf_params)
+        self.alpha = _estimator_alpha(alpha)
 
     def coefficients(self, ell, log_rho, log_reward) -> dict:
         a, sg = self.alpha, math.copysign(1., self.alpha)
@@ -334,9 +347,10 @@ class Tsallis(_FixedShift):
                  cv: str = 'loo+sf',           # control variates: one of CV_NAMES
                  log_shift: float = None,      # fixed shift c of log R; None: max log R of the first batch
                  sf_coef: str = 'crossfit',    # how 'sf' estimates â: one of SF_COEFS
-                 is_weights: str = 'self_normalized'):  # off-policy batches: one of IS_WEIGHTS
-        super().__init__(cv, sf_coef, is_weights)
-        self.alpha = _check_alpha(alpha)
+                 is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
+                 sf_params: str = 'all'):     # the parameters whose scores estimate â: one of SF_PARAMS
+        super().__init__(cv, sf_coef, is_weights, sf_params)
+        self.alpha = _estimator_alpha(alpha)
         self._init_shift(log_shift)
 
     def coefficients(self, ell, log_rho, log_reward) -> dict:
@@ -358,14 +372,3 @@ class ExploredPolicy(torch.nn.Module):
         super().__init__()
         self.pf, (self.epsilon, self.temperature) = pf, check_exploration(epsilon, temperature)
     def dist(self, states): return self.pf.dist(states).explore(self.epsilon, self.temperature)
-
-# %% ../nbs/05_estimators.ipynb #82b8cdfb
-class TableBackward(torch.nn.Module):
-    "A learned tabular backward policy for `GraphEnv`: one free logit per (node, parent)."
-    def __init__(self, env, logits=None):
-        super().__init__()
-        self.env = env
-        self.logits = torch.nn.Parameter(torch.zeros(env.M, env.n_bactions) if logits is None else torch.as_tensor(logits))
-    def dist(self, states): return MaskedCategorical(self.logits[states[:, 0]], self.env.backward_mask(states))
-    def log_prob(self, prev, actions, nxt) -> Tensor:
-        return self.dist(nxt).log_prob(self.env.backward_action(prev, actions))

@@ -29,6 +29,7 @@ class StateGraph:
     terminal: Tensor     # (K,) state index of each of env.terminal_states(), in that order
     complete: Tensor     # (M,) bool, states that must stop
 
+# %% ../nbs/01_exact.ipynb #1c019d44
 def state_index(env, keys: Tensor, states: Tensor, what: str = 'states') -> Tensor:
     "Positions of `states` in the sorted `keys`; raises if a state is not in the list."
     k = env.state_key(states)
@@ -83,33 +84,55 @@ def _log_index_add(logp: Tensor, idx: Tensor, vals: Tensor) -> Tensor:
     s = (logp - m).exp().index_add(0, idx, (vals - m[idx]).exp())
     return s.log() + m
 
+def _forward_dp(env, pf, log_Z=0.) -> tuple:
+    "$\\log Z + \\log P(s_0 \\rightsquigarrow s)$ (M,) over the states of `state_graph(env)`, and `pf`'s log-probabilities (M, A)."
+    g, dt = state_graph(env), torch.get_default_dtype()
+    M, dev = len(g.states), g.states.device
+    live = (~g.complete).nonzero()[:, 0]
+    log_P = torch.full((M, env.n_actions), -math.inf, dtype=dt, device=dev)            # (M, A)
+    log_P = log_P.index_put((live,), pf.dist(g.states[live]).log_probs.to(dt))
+    log_F = torch.full((M,), -math.inf, dtype=dt, device=dev)
+    log_F = log_F.index_put((torch.tensor([g.s0], device=dev),), torch.as_tensor(log_Z, dtype=dt, device=dev).reshape(1))
+    for e in g.levels:                                                  # topological order
+        pa = g.parent[e]
+        log_F = _log_index_add(log_F, g.child[e], log_F[pa] + log_P[pa, g.action[e]])
+    return log_F, log_P
+
 def exact_log_pt(env, pf) -> Tensor:
     "Exact $\\log p_T(x)$ of forward policy `pf` over `env.terminal_states()`, by DP over the state DAG."
     g = state_graph(env)
-    M = len(g.states)
-    dt = torch.get_default_dtype()
-    live = (~g.complete).nonzero()[:, 0]
-    log_P = torch.full((M, env.n_actions), -math.inf, dtype=dt, device=g.states.device)   # (M, A)
-    log_P = log_P.index_put((live,), pf.dist(g.states[live]).log_probs.to(dt))
-    log_reach = torch.full((M,), -math.inf, dtype=dt, device=g.states.device).index_fill(0, torch.tensor([g.s0], device=g.states.device), 0.)
-    for e in g.levels:
-        pa = g.parent[e]
-        log_reach = _log_index_add(log_reach, g.child[e], log_reach[pa] + log_P[pa, g.action[e]])
+    log_reach, log_P = _forward_dp(env, pf)
     log_stop = torch.where(g.complete, torch.zeros_like(log_reach), log_P[:, env.stop_action])
     return (log_reach + log_stop)[g.terminal]
 
+# %% ../nbs/01_exact.ipynb #83c12582
 def exact_log_pi(env) -> Tensor:
     "Target $\\log \\pi(x) = \\log R(x) - \\log Z$ over `env.terminal_states()`."
     return torch.log_softmax(env.log_reward(env.terminal_states()).to(torch.get_default_dtype()), 0)
 
 # %% ../nbs/01_exact.ipynb #04807cee
 class TablePolicy(torch.nn.Module):
-    "A tabular forward policy for `GraphEnv`: one free logit per (node, action)."
-    def __init__(self, env, logits=None):
+    "A tabular policy on an enumerable `Env`: one free logit per (state, action), states looked up by key; backward if `backward`."
+    def __init__(self, env, logits=None, backward: bool = False):
         super().__init__()
-        self.env = env
-        self.logits = torch.nn.Parameter(torch.zeros(env.M, env.n_actions) if logits is None else torch.as_tensor(logits))
-    def dist(self, states): return MaskedCategorical(self.logits[states[:, 0]], self.env.forward_mask(states))
+        self.env, self.backward = env, bool(backward)
+        self.keys = state_graph(env).keys                                 # (M,) sorted; a GraphEnv's key is its node id
+        M, A = len(self.keys), env.n_bactions if self.backward else env.n_actions
+        logits = torch.zeros(M, A) if logits is None else torch.as_tensor(logits)
+        if tuple(logits.shape) != (M, A):
+            raise ValueError(f"logits must have shape ({M}, {A}) (states of state_graph(env), "
+                             f"{'backward ' if self.backward else ''}actions), got {tuple(logits.shape)}")
+        self.logits = torch.nn.Parameter(logits)                          # (M, A)
+
+    def dist(self, states) -> MaskedCategorical:
+        i = state_index(self.env, self.keys, states)                      # (N,)
+        mask = self.env.backward_mask(states) if self.backward else self.env.forward_mask(states)
+        return MaskedCategorical(self.logits[i], mask)
+
+    def log_prob(self, prev, actions, nxt) -> Tensor:
+        "As a backward policy: $\\log p_B(s\\mid s')$ for the transitions `prev --actions--> nxt`."
+        if not self.backward: raise ValueError("log_prob is a backward policy's log p_B(s|s'): build the table with backward=True")
+        return self.dist(nxt).log_prob(self.env.backward_action(prev, actions))
 
 # %% ../nbs/01_exact.ipynb #95cf9648
 @dataclass
@@ -124,6 +147,7 @@ class TrajectorySet:
     def log_ratio(self) -> Tensor: return self.log_pf - self.log_reward - self.log_pb
     def __len__(self): return len(self.log_pf)
 
+# %% ../nbs/01_exact.ipynb #ccc3a0c0
 def enumerate_trajectories(env, pf, pb=None, max_trajectories: int = 2_000_000) -> TrajectorySet:
     "List every complete trajectory of `env` with its log-probabilities under `pf` and `pb` (uniform by default)."
     pb = UniformBackward(env) if pb is None else pb

@@ -8,14 +8,13 @@ import math
 from dataclasses import dataclass
 import numpy as np
 import torch
-import torch.nn as nn
 from torch import Tensor
-from .core import GraphEnv, MaskedCategorical, UniformBackward
-from .exact import state_graph, state_index
-from .exact import _log_index_add
+from .core import GraphEnv, UniformBackward
+from .exact import state_graph, state_index, TablePolicy
+from .exact import _forward_dp, _log_index_add
 
 # %% auto #0
-__all__ = ['lattice_env', 'empirical_pt', 'Flows', 'exact_flows', 'StateTablePolicy', 'balanced_policy', 'plot_flows']
+__all__ = ['lattice_env', 'empirical_dist', 'Flows', 'exact_flows', 'balanced_policy', 'plot_flows']
 
 # %% ../nbs/02_gflownets.ipynb #6ea81ca1
 def lattice_env(rewards=(1., 2., 3., 4.), device='cpu') -> GraphEnv:
@@ -24,12 +23,12 @@ def lattice_env(rewards=(1., 2., 3., 4.), device='cpu') -> GraphEnv:
     return GraphEnv(7, edges, terminals=[2, 4, 5, 6], rewards=rewards, device=device)
 
 # %% ../nbs/02_gflownets.ipynb #8e6c38f6
-def empirical_pt(env, x: Tensor) -> Tensor:
-    "Frequencies (K,) of the terminal objects `x` (N, *state_shape), ordered as `env.terminal_states()`."
+def empirical_dist(env, x: Tensor) -> Tensor:
+    "Frequencies (K,) in float64 of the terminal objects `x` (N, *state_shape), ordered as `env.terminal_states()`."
     t = env.terminal_states()
     keys, order = env.state_key(t).sort()
     i = order[state_index(env, keys, x, 'terminal objects')]            # (N,) position in terminal_states()
-    return torch.bincount(i, minlength=len(t)).to(torch.get_default_dtype()) / len(x)
+    return torch.bincount(i, minlength=len(t)).double() / len(x)
 
 # %% ../nbs/02_gflownets.ipynb #2b4f3cf4
 @dataclass
@@ -49,34 +48,11 @@ class Flows:
 def exact_flows(env, pf, log_Z=None) -> Flows:
     "Exact flows $F(s) = Z\\,P(s_0 \\rightsquigarrow s)$ of forward policy `pf`; `log_Z` defaults to the true $\\log Z$."
     g, dt = state_graph(env), torch.get_default_dtype()
-    M, dev = len(g.states), g.states.device
     if log_Z is None: log_Z = torch.logsumexp(env.log_reward(env.terminal_states()).to(dt), 0)
-    live = (~g.complete).nonzero()[:, 0]
-    log_P = torch.full((M, env.n_actions), -math.inf, dtype=dt, device=dev)            # (M, A)
-    log_P = log_P.index_put((live,), pf.dist(g.states[live]).log_probs.to(dt))
-    log_F = torch.full((M,), -math.inf, dtype=dt, device=dev)
-    log_F = log_F.index_put((torch.tensor([g.s0], device=dev),), torch.as_tensor(log_Z, dtype=dt, device=dev).reshape(1))
-    for e in g.levels:                                                  # topological order
-        pa = g.parent[e]
-        log_F = _log_index_add(log_F, g.child[e], log_F[pa] + log_P[pa, g.action[e]])
+    log_F, log_P = _forward_dp(env, pf, log_Z)                          # (M,), (M, A): the DP of the exact-tools chapter
     log_edge = log_F[g.parent] + log_P[g.parent, g.action]              # (E,)
     log_stop = log_F + torch.where(g.complete, torch.zeros_like(log_F), log_P[:, env.stop_action])
     return Flows(log_F, log_edge, log_stop)
-
-# %% ../nbs/02_gflownets.ipynb #cd759ea4
-class StateTablePolicy(nn.Module):
-    "A tabular forward policy on any enumerable `Env`: one logit per (state, action), states looked up by key."
-    def __init__(self, env, logits: Tensor):
-        super().__init__()
-        self.env, self.keys = env, state_graph(env).keys                  # keys (M,) sorted
-        M, A = len(self.keys), env.n_actions
-        if tuple(logits.shape) != (M, A):
-            raise ValueError(f"logits must have shape ({M}, {A}) (states of state_graph(env), actions), got {tuple(logits.shape)}")
-        self.logits = nn.Parameter(torch.as_tensor(logits))              # (M, A)
-
-    def dist(self, states) -> MaskedCategorical:
-        i = state_index(self.env, self.keys, states)                      # (N,)
-        return MaskedCategorical(self.logits[i], self.env.forward_mask(states))
 
 # %% ../nbs/02_gflownets.ipynb #217e7d07
 def _log_terminal_reward(env, g) -> Tensor:
@@ -84,7 +60,7 @@ def _log_terminal_reward(env, g) -> Tensor:
     lr = torch.full((len(g.states),), -math.inf, dtype=torch.get_default_dtype(), device=g.states.device)
     return lr.index_put((g.terminal,), env.log_reward(env.terminal_states()).to(lr))
 
-def balanced_policy(env, pb=None) -> StateTablePolicy:
+def balanced_policy(env, pb=None) -> TablePolicy:
     "The forward policy with $p_F(\\tau) = p_B(\\tau)$ for backward policy `pb` (uniform by default); `.log_flow` holds $\\log F(s)$."
     pb = UniformBackward(env) if pb is None else pb
     g, dt = state_graph(env), torch.get_default_dtype()
@@ -101,7 +77,7 @@ def balanced_policy(env, pb=None) -> StateTablePolicy:
         logits[g.parent, g.action] = log_F[g.child] + log_pb - log_F[g.parent]
         logits[:, env.stop_action] = log_R - log_F
         logits[g.complete] = 0.                                         # never queried: complete states stop
-    pf = StateTablePolicy(env, logits)
+    pf = TablePolicy(env, logits)
     pf.register_buffer('log_flow', log_F)
     return pf
 

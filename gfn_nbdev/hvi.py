@@ -43,6 +43,7 @@ def sample_gaussian_paths(n: int, T: int, sigma2: float = 1., dt: Optional[float
         x = _mean_step(x, t, dt, drift) + math.sqrt(sigma2 * dt) * eps
     return torch.stack(xs, 1)                                               # (n, T+1, dim)
 
+# %% ../nbs/03_hvi.ipynb #ae30dfba
 def gaussian_log_pf(xs: Tensor, sigma2: float = 1., dt: Optional[float] = None, drift: Optional[Callable] = None,
                     steps: bool = False) -> Tensor:
     "$\\log p_F(\\tau)$ (N,) of paths `xs` (N, T+1, d) under Gaussian increments, or per step (N, T) if `steps`."
@@ -62,6 +63,7 @@ def brownian_bridge_log_pb(xs: Tensor, sigma2: float = 1., dt: Optional[float] =
     lp = torch.cat([torch.zeros_like(xs[:, :1, 0]), lp], 1)                 # step into x_0 = 0: log 1
     return lp if steps else lp.sum(1)
 
+# %% ../nbs/03_hvi.ipynb #9763d861
 def sample_brownian_bridge(x: Tensor, T: int, sigma2: float = 1., dt: Optional[float] = None, generator=None) -> Tensor:
     "Sample paths (N, T+1, d) from 0 to the endpoints `x` (N, d), backwards through the Brownian-bridge kernel."
     T, dt = _check_args(T, sigma2, dt)

@@ -25,6 +25,7 @@ def loss_args(name: str) -> dict:
             for k, p in sig.parameters.items()
             if k != 'env' and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
+# %% ../nbs/08_losses.ipynb #f73ce349
 def needs_env(name: str) -> bool:
     "Whether loss `name` is built from the environment (its state-flow network reads `env.encode`)."
     loss_args(name)
@@ -50,6 +51,7 @@ def loss_table() -> list:
                  args=', '.join(f"{k}={v!r}" for k, v in loss_args(n).items()))
             for n, c in LOSSES.items()]
 
+# %% ../nbs/08_losses.ipynb #fe012b36
 def markdown_table(rows: list, floatfmt: str = '.4g') -> str:
     "A markdown table of a list of dicts (the union of their keys as columns)."
     cols = list(dict.fromkeys(k for r in rows for k in r))

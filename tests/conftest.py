@@ -1,7 +1,12 @@
-"Shared helpers for the test suite (pytest puts this folder on sys.path)."
+"Shared helpers for the test suite (pytest puts this folder on sys.path, so test files can `from conftest import ...`)."
+import os
 import pytest
 import torch
 from gfn_nbdev.core import GraphEnv
+from gfn_nbdev.testing import float64 as _float64
+
+# The one marker for long statistical tests: `@slow` skips a test unless RUN_SLOW=1 (or any non-empty value).
+slow = pytest.mark.skipif(not os.environ.get('RUN_SLOW'), reason='long statistical test: set RUN_SLOW=1')
 
 def random_dag(seed, n=9, p=0.4):
     "A random DAG on n nodes (edges i->j only for i<j, every node reachable from 0), stopping at random nodes."
@@ -17,8 +22,5 @@ def random_dag(seed, n=9, p=0.4):
 
 @pytest.fixture
 def float64():
-    "Run a test with float64 as torch's default dtype, restoring the previous default afterwards."
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+    "Run a test with float64 as torch's default dtype, restoring the previous default afterwards (`gfn_nbdev.testing.float64`)."
+    with _float64(): yield

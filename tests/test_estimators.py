@@ -1,7 +1,8 @@
 """Heavier tests of the divergence estimators (nbs/05_estimators.ipynb) and control variates (nbs/06).
 
 Fast tests run always (about 35 s of CPU on one thread); the long statistical ones need RUN_SLOW=1.
-Exact references come from full trajectory enumeration in float64 (nbs/04_divergences.ipynb).
+Exact references come from full trajectory enumeration in float64 (nbs/04_divergences.ipynb); the test beds and
+`max_abs_t` from gfn_nbdev.testing (nbs/09_testing.ipynb).
 """
 import json, math, os, warnings
 import pytest
@@ -11,8 +12,8 @@ from gfn_nbdev.exact import *
 from gfn_nbdev.divergences import *
 from gfn_nbdev.estimators import *
 from gfn_nbdev.control_variates import *
-
-slow = pytest.mark.skipif(not os.environ.get('RUN_SLOW'), reason='long statistical test: set RUN_SLOW=1')
+from gfn_nbdev.testing import max_abs_t, toy_dag, layered_dag
+from conftest import slow
 
 pytestmark = pytest.mark.usefixtures('float64')   # exact references in float64 (tests/conftest.py)
 
@@ -21,7 +22,7 @@ def setup(h=3, w=3, seed=0, pb=False):
     env = toy_dag(h, w, seed=seed)
     g = torch.Generator().manual_seed(seed)
     pf = TablePolicy(env, torch.randn(env.M, env.n_actions, generator=g))
-    pbk = TableBackward(env, torch.randn(env.M, env.n_bactions, generator=g)) if pb else None
+    pbk = TablePolicy(env, torch.randn(env.M, env.n_bactions, generator=g), backward=True) if pb else None
     return env, pf, pbk, enumerate_trajectories(env, pf, pbk)
 
 def make(name, cv='loo+sf', alpha=0.5, sf_coef='crossfit', **kw):
@@ -194,17 +195,21 @@ def projection_t(L, ts, params, target, N, M, n_dirs=4, seed=1):
     t = (proj.mean(0) - U @ target) / (proj.std(0) / math.sqrt(M))
     return t, (proj[:, 0].mean() / target.norm()).item()
 
-SF_VARIANTS = dict(batch=('loo+sf', 'batch'), crossfit=('loo+sf', 'crossfit'), loo=('loo', 'crossfit'))
+# (cv, sf_coef, sf_params), None: the default; 'crossfit': the default loss (cross-fitted â from every parameter),
+# 'crossfit_last': â from the final layer's scores, 'batch': the paper's same-batch â
+SF_VARIANTS = dict(batch=('loo+sf', 'batch', 'all'), crossfit=(None, None, None), crossfit_last=('loo+sf', 'crossfit', 'last'),
+                   loo=('loo', 'crossfit', 'all'))
 
 def check_projections(name, N, M):
     env, pf, params, ts = mlp_bed()
-    mk = lambda cv, sc: (Tsallis(0.5, cv, log_shift=ts.log_reward.max().item(), sf_coef=sc) if name == 'tsallis'
-                         else Renyi(0.5, cv, sf_coef=sc))
-    target = exact_target(name, mk(None, 'crossfit'), ts, params)
-    res = {k: projection_t(mk(cv, sc), ts, params, target, N, M) for k, (cv, sc) in SF_VARIANTS.items()}
-    # Tolerance |t| < 4: 2 variants x 5 directions per divergence, 20 statistics over both; the trajectory space is
+    def mk(cv, sc, sp):                                                  # None: the constructor's default
+        kw = {k: v for k, v in dict(cv=cv, sf_coef=sc, sf_params=sp).items() if v is not None}
+        return (Tsallis(0.5, log_shift=ts.log_reward.max().item(), **kw) if name == 'tsallis' else Renyi(0.5, **kw))
+    target = exact_target(name, mk(None, None, None), ts, params)
+    res = {k: projection_t(mk(*v), ts, params, target, N, M) for k, v in SF_VARIANTS.items()}
+    # Tolerance |t| < 4: 3 variants x 5 directions per divergence, 30 statistics over both; the trajectory space is
     # finite, so the gradients are bounded and t over 300+ batches is close to N(0, 1): P(any |t| > 4) < 2e-3.
-    for k in ('crossfit', 'loo'):
+    for k in ('crossfit', 'crossfit_last', 'loo'):
         t, ratio = res[k]
         assert t.abs().max() < 4, (name, N, k, t, ratio)
     t, ratio = res['batch']                                              # the same test flags the same-batch â
@@ -213,9 +218,10 @@ def check_projections(name, N, M):
 
 @pytest.mark.parametrize('name', ['tsallis', 'renyi'])
 def test_sf_crossfit_unbiased_on_an_mlp_policy(name):
-    """2x32 MLP policy on a 50-state layered DAG, 300 batches of 256: with the cross-fitted â (default) and with LOO
-    alone the mean gradient matches the exact one along its direction and 4 random ones; the same-batch â is ~1.2x
-    too long along it. Its bias does not shrink with N while the standard error does, so N = 256 gives the test power."""
+    """2x32 MLP policy on a 50-state layered DAG, 300 batches of 256: with the cross-fitted â (the default, from every
+    parameter's scores; and from the final layer's, sf_params='last') and with LOO alone the mean gradient matches the
+    exact one along its direction and 4 random ones; the same-batch â is ~1.2x too long along it. Its bias does not
+    shrink with N while the standard error does, so N = 256 gives the test power."""
     check_projections(name, N=256, M=300)
 
 def test_score_vjps_batched_equals_separate_passes_through_the_sampler():
@@ -236,6 +242,9 @@ def test_sf_coef_option_and_errors():
         assert cls().sf_coef == 'crossfit' and cls(sf_coef='batch').sf_coef == 'batch'
         with pytest.raises(ValueError, match=r"sf_coef must be one of \('crossfit', 'batch'\), got 'paper'"):
             cls(sf_coef='paper')
+        assert cls().sf_params == 'all' and cls(sf_params='last').sf_params == 'last'
+        with pytest.raises(ValueError, match=r"sf_params must be one of \('all', 'last'\), got 'first'"):
+            cls(sf_params='first')
     one = draw_from_set(ts, 1, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="sf_coef='crossfit' .* needs N >= 2 trajectories, got N=1"):
         Tsallis(0.5, 'sf')(one, [pf.logits])

@@ -30,12 +30,6 @@ def balanced(env):
     with torch.no_grad(): flow.weight.copy_(F.log()[None])
     return TablePolicy(env, logits), flow, F[0].log().item()
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
 def test_on_policy_flags():
     assert set(LOSSES) == BALANCE | DIVERGENCES
     # every registered loss takes behaviour-policy (ε-uniform, tempered) batches: the divergences reweight by p_F/q

@@ -12,6 +12,7 @@ from gfn_nbdev.core import *
 from gfn_nbdev.exact import *
 from gfn_nbdev.divergences import *
 from gfn_nbdev.estimators import *
+from gfn_nbdev.testing import max_abs_t, toy_dag
 
 BEHAVIOUR = dict(eps=dict(epsilon=.3), temp=dict(temperature=2.))
 
@@ -22,7 +23,7 @@ def setup(seed=0, pb=False):
     env = toy_dag(3, 3)
     torch.manual_seed(seed)
     pf = TablePolicy(env, torch.randn(env.M, env.n_actions))
-    pbk = TableBackward(env, torch.randn(env.M, env.n_bactions)) if pb else None
+    pbk = TablePolicy(env, torch.randn(env.M, env.n_bactions), backward=True) if pb else None
     ts = enumerate_trajectories(env, pf, pbk)
     log_q = {k: enumerate_trajectories(env, ExploredPolicy(pf, **kw)).log_pf.detach() for k, kw in BEHAVIOUR.items()}
     return env, pf, pbk, ts, log_q
