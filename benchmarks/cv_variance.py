@@ -3,9 +3,11 @@
     OMP_NUM_THREADS=1 python benchmarks/cv_variance.py [--task sets|hypergrid] [--full] [--M 60] [--Ns 16,128]
                                                       [--utility-scale 1.0]
     OMP_NUM_THREADS=1 python benchmarks/cv_variance.py --bias [--Ns 16,64,256] [--M 300]
+    Shared flags: [--threads 1] [--seed 0] [--quick] [--out benchmarks/results]; --quick: N = 32, 64 with M = 3, printed
+    only (no files unless --out is given).
 
 Variance (default): for each batch size N, draws M on-policy batches from a freshly initialised policy (the 2x256
-MLP of the task, seed 0) and computes, on the same batches, the gradient of every divergence estimator
+MLP of the task, seed --seed, 0) and computes, on the same batches, the gradient of every divergence estimator
 (alpha = 0.5) under each control-variate setting: none, 'loo', 'loo+sf' (the default: leave-one-out baseline and
 the score-function CV with the cross-fitted coefficient, sf_coef='crossfit') and 'loo+sf:batch' (the paper's
 same-batch coefficient, sf_coef='batch'). The forward KL has no grad-f term (no 'sf'); for the reverse KL both
@@ -30,7 +32,7 @@ own term, which has a smaller standard error); and the ratio predicted for the s
 1 + (1 - alpha)/alpha u'B_N u with B_N = E[S S' / |S|^2] (4000 batches, seed 0). Saves
 benchmarks/results/cv_variance_bias.csv and .txt (446 s on one shared CPU thread).
 """
-import argparse, csv, math, time
+import csv, math, time
 from pathlib import Path
 import torch
 from gfn_nbdev.core import sample_trajectories, DiscretePolicy, MLP
@@ -38,7 +40,9 @@ from gfn_nbdev.exact import enumerate_trajectories
 from gfn_nbdev.divergences import trajectory_divergences, log_Z_of
 from gfn_nbdev.estimators import Renyi, Tsallis, flat_grad
 from gfn_nbdev.control_variates import (gradient_variance, reduction_factors, plot_cv_variance, predicted_reduction,
-                                        cv_losses, gradient_projection, sf_bias_prediction, layered_dag)
+                                        cv_losses, gradient_projection, sf_bias_prediction)
+from gfn_nbdev.testing import layered_dag
+from timing import parser, setup
 
 PAPER = dict(reverse_kl='260-430x', forward_kl='~2x', renyi='4-6x', tsallis='4-6x')   # the paper's Figure 2 (sets)
 LABELS = (None, 'loo', 'loo+sf', 'loo+sf:batch')
@@ -127,19 +131,17 @@ def bias_table(Ns, M, say):
     return rows
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, quick=dict(M=3, Ns='32,64'), out='benchmarks/results', report=False)
     p.add_argument('--task', default='sets', choices=['sets', 'hypergrid'])
     p.add_argument('--full', action='store_true', help='N up to 1024, M batches at every N')
     p.add_argument('--bias', action='store_true', help='the bias table of the score-function coefficient instead')
     p.add_argument('--M', type=int, default=None, help='batches per N (variance: 60, halved above N=128 unless --full; bias: 300, more below N=64)')
     p.add_argument('--Ns', default=None, help='comma-separated batch sizes (default: powers of 2; bias: 16,64,256)')
     p.add_argument('--utility-scale', type=float, default=1., help='sets: scale of the U[-1, 1] item utilities')
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--out', default='benchmarks/results')
     p.add_argument('--from-csv', default=None, help='only print and plot the rows of an earlier run')
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    a = setup(p)
+    out = Path(a.out) if a.out else None
+    if out: out.mkdir(parents=True, exist_ok=True)
     lines = []
     def say(x=''): print(x, flush=True); lines.append(x)
     if a.bias:
@@ -147,6 +149,7 @@ def main():
         t0 = time.time()
         rows = bias_table(Ns, a.M or 300, say)
         say(f"total {time.time() - t0:.0f}s")
+        if not out: return
         with open(out / 'cv_variance_bias.csv', 'w', newline='') as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0])); w.writeheader()
             for r in rows: w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
@@ -161,7 +164,7 @@ def main():
         report(rows, sorted({r['N'] for r in rows}), None, say)
         plot(rows, label, Path(a.from_csv).with_name(Path(a.from_csv).stem + '.png'))
         return
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     pf = env.policy()
     Ns = [int(n) for n in a.Ns.split(',')] if a.Ns else [2 ** k for k in range(1, 11 if a.full else 10)]
     L = cv_losses(LABELS)
@@ -178,6 +181,7 @@ def main():
         say(f"  N={N:5d}  M={M:4d}  {time.time() - t:6.1f}s")
     say(f"total {time.time() - t0:.0f}s\n")
     report(rows, Ns, pred, say)
+    if not out: return
     with open(out / f"{stem}.csv", 'w', newline='') as fh:
         w = csv.writer(fh); w.writerow(['task', 'divergence', 'cv', 'N', 'M', 'trace'])
         for r in rows: w.writerow([a.task, r['name'][0], r['name'][1] or 'none', r['N'], r['M'], f"{r['trace']:.6g}"])

@@ -1,35 +1,30 @@
 """Sampling throughput: trajectories/s for a batch of hypergrid trajectories with a 2x256 MLP policy.
 
     python benchmarks/sampling.py [--ndim 4] [--height 8] [--batch 4096] [--threads 1] [--device cpu] [--reps 5]
+        [--seed 0] [--quick] [--out report.txt]
 
 Prints the median over `reps` timed runs (after one warm-up), with and without the autograd graph
 (training keeps the graph; evaluation does not). The thread count is stated: small MLPs on a 2-core
 machine run much slower with several intra-op threads under load.
 """
-import argparse, statistics, time
 import torch
+from timing import parser, setup, timed
 from gfn_nbdev.core import sample_trajectories
 from gfn_nbdev.tasks.hypergrid import HyperGrid
 
 def bench(env, pf, batch, reps, grad):
-    times = []
-    for i in range(reps + 1):
-        if env.device.type == 'cuda': torch.cuda.synchronize()
-        t = time.perf_counter()
+    def run():
         with torch.set_grad_enabled(grad):
             tr = sample_trajectories(env, pf, batch)
             if grad: tr.log_pf.sum().backward()  # the graph must be real: pay for one backward too
-        if env.device.type == 'cuda': torch.cuda.synchronize()
-        if i: times.append(time.perf_counter() - t)
-    return statistics.median(times), tr
+        return tr
+    return timed(run, reps, env.device)
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, quick=dict(batch=256, reps=1), device=True, reps=5)
     p.add_argument('--ndim', type=int, default=4); p.add_argument('--height', type=int, default=8)
-    p.add_argument('--batch', type=int, default=4096); p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--device', default='cpu'); p.add_argument('--reps', type=int, default=5)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads); torch.manual_seed(0)
+    p.add_argument('--batch', type=int, default=4096)
+    a = setup(p)
     env = HyperGrid(a.ndim, a.height, device=a.device)
     pf = env.policy()
     print(f"hypergrid D={a.ndim} H={a.height}, batch {a.batch}, 2x256 MLP, device {a.device}, "

@@ -1,6 +1,7 @@
 """Cost of one training step: a divergence estimator with control variates against a plain TB step.
 
     OMP_NUM_THREADS=1 python benchmarks/step_cost.py [--ndim 4] [--height 8] [--batch 64] [--steps 40] [--warmup 60] [--threads 1]
+        [--seed 0] [--quick] [--out report.txt]
 
 One step = sample a batch on-policy + evaluate the loss + backward + Adam step, on the hypergrid with the 2x256 MLP
 policy. TB is the inline reference ((logZ + l)^2).mean() with a learned scalar logZ (the package's TB lives in
@@ -12,14 +13,12 @@ first trains `--warmup` steps (trajectories lengthen from ~5 to ~15 transitions 
 learns), then the variants are timed in interleaved rounds so that machine load affects all alike; prints the
 median ms/step over `--steps` rounds, with the range, in wall and process-CPU time.
 """
-import argparse, statistics, sys, time
-from pathlib import Path
+import statistics
 import torch
 from gfn_nbdev.core import sample_trajectories
 from gfn_nbdev.estimators import ReverseKL, ForwardKL, Renyi, Tsallis
 from gfn_nbdev.tasks.hypergrid import HyperGrid
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import spread
+from timing import parser, setup, spread, stopwatch
 
 class InlineTB(torch.nn.Module):
     "(logZ + l)^2 averaged over the batch, with a learned scalar logZ: the reference step."
@@ -42,26 +41,25 @@ def make_step(env, loss, seed, batch):
     return step
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, quick=dict(steps=3, warmup=2))
     p.add_argument('--ndim', type=int, default=4); p.add_argument('--height', type=int, default=8)
     p.add_argument('--batch', type=int, default=64); p.add_argument('--steps', type=int, default=40)
-    p.add_argument('--warmup', type=int, default=60); p.add_argument('--threads', type=int, default=1)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    p.add_argument('--warmup', type=int, default=60)
+    a = setup(p)
     env = HyperGrid(a.ndim, a.height)
     variants = {'TB (inline)': InlineTB(), 'reverse KL, no CV': ReverseKL(None), "reverse KL, 'loo+sf'": ReverseKL('loo+sf'),
                 "forward KL, 'loo'": ForwardKL('loo'), 'Renyi-0.5, no CV': Renyi(0.5, None),
                 "Renyi-0.5, 'loo+sf'": Renyi(0.5, 'loo+sf'), "Renyi-0.5, 'loo+sf' batch": Renyi(0.5, 'loo+sf', sf_coef='batch'),
                 "Tsallis-0.5, 'loo+sf'": Tsallis(0.5, 'loo+sf'),
                 "Tsallis-0.5, 'loo+sf' batch": Tsallis(0.5, 'loo+sf', sf_coef='batch')}
-    steps = {k: make_step(env, L, 0, a.batch) for k, L in variants.items()}
+    steps = {k: make_step(env, L, a.seed, a.batch) for k, L in variants.items()}
     for st in steps.values():
         for _ in range(a.warmup): st()
     wall, cpu = {k: [] for k in steps}, {k: [] for k in steps}
     for i in range(a.steps):                      # interleaved rounds
         for k, st in steps.items():
-            t, c = time.perf_counter(), time.process_time(); st()
-            wall[k].append(time.perf_counter() - t); cpu[k].append(time.process_time() - c)
+            with stopwatch() as sw: st()
+            wall[k].append(sw.seconds); cpu[k].append(sw.seconds.cpu)
     print(f"hypergrid D={a.ndim} H={a.height}, batch {a.batch}, 2x256 MLP, intra-op threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}; {a.warmup} warm-up steps, median [min-max] over {a.steps} rounds")
     ref, ref_c = statistics.median(wall['TB (inline)']), statistics.median(cpu['TB (inline)'])

@@ -1,6 +1,7 @@
 """Continuous tasks in R²: sampling throughput (trajectories/s) and grid-evaluation time for both constructions.
 
     python benchmarks/task_continuous.py [--batch 512] [--threads 1] [--device cpu] [--reps 5] [--T 10]
+        [--seed 0] [--quick] [--out report.txt]
 
 The coordinate construction (the paper's: 2 steps, 1-D Gaussian-mixture policy, 2x64 MLP) and the diffusion
 extension (T Gaussian steps, Brownian-bridge p_B, 2x64 MLP with a time embedding). Prints the median over `reps`
@@ -9,9 +10,8 @@ on 256² cells; importance-sampled p̂_T on 48² cells with K = 8 paths), and of
 same grid plus `jsd_kde` (kernel density estimates of 10,000 samples on 100² cells; the target's KDE is cached after
 the first call). The thread count is stated.
 """
-import argparse, time
 import torch
-from timing import timeit as timed
+from timing import parser, setup, timeit as timed
 from gfn_nbdev.core import sample_trajectories
 from gfn_nbdev.tasks.continuous import CoordinateEnv
 from gfn_nbdev.tasks.diffusion import DiffusionEnv
@@ -25,12 +25,9 @@ def bench_sampling(env, pf, batch, reps):
     return {grad: timed(lambda: run(grad), reps, env.device) for grad in (False, True)}
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--batch', type=int, default=512); p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--device', default='cpu'); p.add_argument('--reps', type=int, default=5)
-    p.add_argument('--T', type=int, default=10)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads); torch.manual_seed(0)
+    p = parser(__doc__, quick=dict(batch=64, reps=1, T=4), device=True, reps=5)
+    p.add_argument('--batch', type=int, default=512); p.add_argument('--T', type=int, default=10)
+    a = setup(p)
     print(f"continuous tasks, batch {a.batch}, 2x64 MLPs, device {a.device}, torch {torch.__version__}, "
           f"intra-op threads {torch.get_num_threads()}")
     envs = [('coordinate (2 steps, K=5 mixture)', CoordinateEnv('mixture', device=a.device), {}),

@@ -1,26 +1,23 @@
 """DAG structure-learning task: time of the exact p_T by the generic DP, and sampling throughput.
 
     python benchmarks/task_dags.py [--d 5] [--batch 256] [--threads 1] [--device cpu] [--reps 5]
+        [--seed 0] [--quick] [--out report.txt]
 
 (a) exact p_T over all DAGs on d nodes (29,281 for d = 5): the first call enumerates the DAGs and builds the state
     graph (cached on the env), later calls run only the policy on every state and the DP; both are reported.
 (b) trajectories/s sampled at the given batch, no grad, for the default policy (2x256 MLP) and the GIN-style one.
 Medians over `reps` runs after one warm-up. No timed assertions: it prints figures.
 """
-import argparse
 import torch
-from timing import timed, once
+from timing import once, parser, setup, timed
 from gfn_nbdev.core import sample_trajectories
 from gfn_nbdev.exact import exact_log_pt, state_graph
 from gfn_nbdev.tasks.dags import DAGEnv
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, quick=dict(d=3, batch=32, reps=1), device=True, reps=5)
     p.add_argument('--d', type=int, default=5); p.add_argument('--batch', type=int, default=256)
-    p.add_argument('--threads', type=int, default=1); p.add_argument('--device', default='cpu')
-    p.add_argument('--reps', type=int, default=5)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads); torch.manual_seed(0)
+    a = setup(p)
     device = torch.device(a.device)
     print(f"DAG task d={a.d}, BGe, device {a.device}, torch {torch.__version__}, intra-op threads {torch.get_num_threads()}")
     env = DAGEnv(a.d, device=device)

@@ -1,23 +1,19 @@
 """Sequence task timings: exact p_T over all 8^6 sequences (by levels, and by the generic DP over the state graph),
 and sampling throughput at batch 256 (default 2x256 MLP policy) for the paper's size and a small one.
 
-    python benchmarks/task_sequences.py [--threads 1] [--device cpu] [--reps 5]
+    python benchmarks/task_sequences.py [--threads 1] [--device cpu] [--reps 5] [--seed 0] [--quick] [--out report.txt]
 
 Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed.
 """
-import argparse
 import torch
-from timing import timeit, once
+from timing import once, parser, setup, timeit
 from gfn_nbdev.core import sample_trajectories
 from gfn_nbdev.exact import exact_log_pt, state_graph
 from gfn_nbdev.tasks.sequences import SequenceDesign, sequence_log_pt
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--threads', type=int, default=1); p.add_argument('--device', default='cpu')
-    p.add_argument('--reps', type=int, default=5)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads); torch.manual_seed(0)
+    p = parser(__doc__, quick=dict(reps=1), device=True, reps=5)
+    a = setup(p)
     dev = torch.device(a.device)
     print(f"sequence design, device {a.device}, torch {torch.__version__}, intra-op threads {torch.get_num_threads()}")
     env = SequenceDesign(device=dev)

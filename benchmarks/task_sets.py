@@ -2,24 +2,22 @@
 sampling throughput at batch 256 for both sizes (default 2x256 MLP policy), and the exact p_T of single sets at the
 paper's size (`set_log_pt`: the DP over the 2^16 subsets behind `mc_set_l1`, the `preset='paper'` metric).
 
-    python benchmarks/task_sets.py [--threads 1] [--device cpu] [--reps 5]
+    python benchmarks/task_sets.py [--threads 1] [--device cpu] [--reps 5] [--class-samples 100000]
+        [--seed 0] [--quick] [--out report.txt]
 
 Medians over `reps` timed runs after one warm-up; the intra-op thread count is printed.
 """
-import argparse
 import torch
-from timing import timeit, once
+from timing import once, parser, setup, timeit
 from gfn_nbdev.core import sample_trajectories
 from gfn_nbdev.exact import exact_log_pt, state_graph
 from gfn_nbdev.tasks.sets import (SetGeneration, OptimalSetPolicy, sampled_class_l1, set_log_partition, set_log_pt,
                                   sample_pi_sets)
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--threads', type=int, default=1); p.add_argument('--device', default='cpu')
-    p.add_argument('--reps', type=int, default=5)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads); torch.manual_seed(0)
+    p = parser(__doc__, quick=dict(reps=1, class_samples=10_000), device=True, reps=5)
+    p.add_argument('--class-samples', type=int, default=100_000, help='samples of sampled_class_l1')
+    a = setup(p)
     dev = torch.device(a.device)
     print(f"set generation, device {a.device}, torch {torch.__version__}, intra-op threads {torch.get_num_threads()}")
     small = SetGeneration(12, 6, device=dev)
@@ -44,8 +42,8 @@ def main():
               f"sample + backward {256 / tg:8.0f} traj/s")
     big3 = SetGeneration(n_levels=3, device=dev)
     pf3 = big3.policy()
-    t_cl, r = once(lambda: sampled_class_l1(big3, pf3, n=100_000))
-    print(f"  paper, n_levels=3 ({r['n_classes']} classes): sampled_class_l1 with n=1e5 in {t_cl:.1f} s "
+    t_cl, r = once(lambda: sampled_class_l1(big3, pf3, n=a.class_samples))
+    print(f"  paper, n_levels=3 ({r['n_classes']} classes): sampled_class_l1 with n={a.class_samples:,} in {t_cl:.1f} s "
           f"(untrained: l1 {r['l1']:.3f} ± {r['se']:.3f}, floor {r['floor']:.4f})")
     opt = OptimalSetPolicy(big3)
     with torch.no_grad():

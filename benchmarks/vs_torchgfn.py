@@ -1,6 +1,7 @@
 """Training iterations/s against torchgfn, measured in the same run: hypergrid D=4 H=8, batch 64, 2x256 MLP, fixed uniform p_B.
 
     python benchmarks/vs_torchgfn.py [--rounds 5] [--steps 60] [--reps 3] [--threads 1] [--losses tb,rev_kl,fwd_kl,renyi,tsallis]
+        [--seed 0] [--quick] [--out report.txt]
 
 torchgfn is a benchmark-only dependency: install it in a separate virtual environment, never in the package's own
 (its dependencies are heavy, and it must not leak into the library):
@@ -26,7 +27,7 @@ import argparse, importlib.metadata, importlib.util, json, os, subprocess, sys, 
 from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from timing import timed, fmt_spread
+from timing import fmt_spread, parser, setup, timed
 
 CONFIG = dict(ndim=4, height=8, batch=64, hidden=256, n_layers=2)
 MARK = 'RESULT '
@@ -37,13 +38,13 @@ def torchgfn_version():
     try: return importlib.metadata.version('torchgfn')
     except importlib.metadata.PackageNotFoundError: return None
 
-def ours_step(loss: str):
+def ours_step(loss: str, seed: int = 0):
     "One training iteration of gfn_nbdev (`Trainer.train_step`) for `loss`."
     from gfn_nbdev.training import Trainer, TrainConfig
     kw = dict(alpha=0.5, cv='loo+sf') if loss in ('renyi', 'tsallis') else dict(cv='loo+sf') if loss in ('rev_kl', 'fwd_kl') else {}
     tr = Trainer(TrainConfig(task_kw=dict(ndim=CONFIG['ndim'], height=CONFIG['height']), loss=loss, loss_kw=kw,
                              batch_size=CONFIG['batch'], hidden=CONFIG['hidden'], n_layers=CONFIG['n_layers'],
-                             steps=10 ** 9, progress=False, device='cpu', seed=0))
+                             steps=10 ** 9, progress=False, device='cpu', seed=seed))
     return tr.train_step
 
 def torchgfn_tb_step():
@@ -76,17 +77,16 @@ def torchgfn_tb_step():
     return step
 
 def worker(a):
-    "Time one variant in this process and print one result line."
+    "Time one variant in this process (threads and seed already set by `setup`) and print one result line."
     import torch
-    torch.set_num_threads(a.threads)
-    step = torchgfn_tb_step() if a.worker == 'torchgfn:tb' else ours_step(a.worker.split(':')[1])
+    step = torchgfn_tb_step() if a.worker == 'torchgfn:tb' else ours_step(a.worker.split(':')[1], a.seed)
     t, _ = timed(lambda: [step() for _ in range(a.steps)], reps=a.reps)
     print(MARK + json.dumps(dict(variant=a.worker, wall=a.steps / t, cpu=a.steps / t.cpu,
                                  threads=torch.get_num_threads(), torch=torch.__version__)), flush=True)
 
 def run_one(variant: str, a) -> dict:
     cmd = [sys.executable, __file__, '--worker', variant, '--steps', str(a.steps), '--reps', str(a.reps),
-           '--threads', str(a.threads)]
+           '--threads', str(a.threads), '--seed', str(a.seed)]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [l for l in p.stdout.splitlines() if l.startswith(MARK)]
@@ -95,12 +95,11 @@ def run_one(variant: str, a) -> dict:
     return json.loads(lines[-1][len(MARK):])
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, quick=dict(rounds=1, steps=3, reps=1, losses='tb,renyi'), reps=3)
     p.add_argument('--rounds', type=int, default=5); p.add_argument('--steps', type=int, default=60)
-    p.add_argument('--reps', type=int, default=3); p.add_argument('--threads', type=int, default=1)
     p.add_argument('--losses', default='tb,rev_kl,fwd_kl,renyi,tsallis')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
-    a = p.parse_args()
+    a = setup(p)
     if a.worker: return worker(a)
     version = torchgfn_version()
     losses = a.losses.split(',')

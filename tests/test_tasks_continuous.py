@@ -1,13 +1,13 @@
 "Statistical and reliability tests of the continuous tasks in R² (the coordinate construction and the diffusion extension)."
 import math
-import os
 import pytest
 import torch
 from gfn_nbdev.core import *
 from gfn_nbdev.tasks.continuous import *
 from gfn_nbdev.tasks.diffusion import *
+from gfn_nbdev.training import TrainConfig, Trainer
+from conftest import slow
 
-slow = pytest.mark.skipif(not os.environ.get('RUN_SLOW'), reason='slow: set RUN_SLOW=1')
 KS_001 = 1.95   # asymptotic 0.001 critical value of sqrt(n) * D_n (one-sample Kolmogorov-Smirnov)
 
 
@@ -196,9 +196,12 @@ def test_losses_run_unchanged(name, task):
     assert value.shape == () and torch.isfinite(value)
     value.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
-    hist = fit(env, pf, loss, steps=3, batch_size=32, eval_every=3,
-               eval_kw={} if task == 'coordinate' else dict(G=8, K=2))
-    assert math.isfinite(hist[-1]['jsd'])
+    # three steps of the package's trainer on the same construction
+    task, kw = ('continuous', dict(target='banana')) if task == 'coordinate' else ('diffusion', dict(target='mixture', T=5, grid_size=8, n_paths=2))
+    t = Trainer(TrainConfig(task=task, task_kw=kw, loss=name, hidden=32, batch_size=32, steps=3, eval_every=3,
+                            logz_init='zero', device='cpu', progress=False))
+    t.run()
+    assert t.step == 3 and math.isfinite(t.history[-1]['jsd'])
 
 
 # ---------------------------------------------------------------- bad input
@@ -233,8 +236,9 @@ def test_bad_input():
 @slow
 def test_quick_training_reduces_jsd_all_losses():
     "Slow: every loss divides the untrained JSD by > 5 on the 9-mixture (coordinate construction, 300 steps)."
-    models = train_losses(lambda: CoordinateEnv('mixture'), steps=300, batch_size=256, eval_every=300)
-    for k, (e, pf, h) in models.items(): assert h[-1]['jsd'] < h[0]['jsd'] / 5, (k, h)
+    models = train_each(TrainConfig(task='continuous', task_kw=dict(target='mixture'), hidden=64, batch_size=256,
+                                    logz_init='zero', steps=300, eval_every=300, device='cpu', progress=False))
+    for k, t in models.items(): assert t.history[-1]['jsd'] < t.history[0]['jsd'] / 5, (k, t.history)
 
 def test_presets_through_the_trainer_factory():
     "`make_task` passes `preset`: raw coordinates and the KDE JS for 'paper', the defaults (no jsd_kde) for 'ours'."

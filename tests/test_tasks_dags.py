@@ -5,17 +5,9 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal as MVN, Wishart
 from gfn_nbdev.core import *
+from gfn_nbdev.evaluation import chi2_quantile
 from gfn_nbdev.exact import *
 from gfn_nbdev.tasks.dags import *
-
-def chi2_quantile(df, q):
-    "Quantile of the chi-square distribution, by bisection on its CDF."
-    lo, hi = 0., 10. * df + 100
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if torch.special.gammainc(torch.tensor(df / 2, dtype=torch.float64), torch.tensor(mid / 2, dtype=torch.float64)) < q: lo = mid
-        else: hi = mid
-    return lo
 
 def chi2_test(counts, expected, level=0.999, min_expected=5.):
     "Pearson's statistic with cells of expected count < min_expected binned together, and the `level` quantile."

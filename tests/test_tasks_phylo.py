@@ -1,19 +1,16 @@
 "Heavier checks of the phylogenetics task: exact p_T against sampling and enumeration at n = 7, the reward against an independent pruning, keys and steps at n = 2..9."
-import math, os
+import math
 import pytest
 import torch
 import torch.nn.functional as F
 from gfn_nbdev.core import *
 from gfn_nbdev.exact import *
-from gfn_nbdev.evaluation import empirical_dist, exact_metrics
+from gfn_nbdev.evaluation import chi2_quantile, empirical_dist, exact_metrics
 from gfn_nbdev.tasks.phylo import *
-from gfn_nbdev.tasks.phylo import _LEFT, _RIGHT, _PART
+from gfn_nbdev.tasks.phylo import _PART
+from conftest import slow
 
 torch.set_num_threads(1)
-
-def chi2_q999(df):
-    "0.999 quantile of chi-square(df), Wilson-Hilferty (relative error well under 1% for df >= 100)."
-    return df * (1 - 2 / (9 * df) + 3.0902 * math.sqrt(2 / (9 * df))) ** 3
 
 def binned_chi2(p, counts, min_expected=5.):
     "Chi-square over bins of consecutive objects (sorted by p) holding expected count >= `min_expected`, and its df."
@@ -33,8 +30,6 @@ def random_states(env, pf, n_traj, seed=0):
     torch.manual_seed(seed)
     with torch.no_grad(): return sample_trajectories(env, pf, n_traj).states.flatten(0, 1)
 
-slow = pytest.mark.skipif(not os.environ.get('RUN_SLOW'), reason='slow: set RUN_SLOW=1')
-
 @pytest.mark.parametrize('n_samples', [20_000, pytest.param(100_000, marks=slow)])
 def test_exact_pt_matches_samples_at_n7(n_samples):
     """10,395 trees under the untrained GIN; trees sorted by p_T and grouped into bins of expected count >= 5
@@ -48,7 +43,7 @@ def test_exact_pt_matches_samples_at_n7(n_samples):
     assert abs(pt.sum().item() - 1) < 1e-4
     chi2, df = binned_chi2(pt, empirical_dist(env, x) * n_samples)
     assert df > 1000                                                      # a fine partition of the 10,395 trees
-    assert chi2 < chi2_q999(df), (chi2, df, chi2_q999(df))
+    assert chi2 < chi2_quantile(df), (chi2, df, chi2_quantile(df))
 
 def test_dp_equals_enumeration_at_n7():
     "All 56,700 trajectories of the n = 7 DAG: sum of p_F per tree = the DP's p_T; sum of p_B(τ|x) = 1 per tree."

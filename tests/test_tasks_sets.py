@@ -1,16 +1,13 @@
 "Heavier checks of the set task: exact mode thresholds, the optimal policy, reward classes and sampling at larger sizes."
-import itertools, math, os
+import itertools, math
 import pytest
 import torch
 from gfn_nbdev.core import *
+from gfn_nbdev.evaluation import chi2_quantile
 from gfn_nbdev.exact import *
 from gfn_nbdev.tasks.sets import *
 
 torch.set_num_threads(1)
-
-def chi2_q999(df):
-    "0.999 quantile of chi-square(df), Wilson-Hilferty."
-    return df * (1 - 2 / (9 * df) + 3.0902 * math.sqrt(2 / (9 * df))) ** 3
 
 def brute_sums(f, k):
     "Sums of every k-subset of the list f, by itertools (the independent reference)."
@@ -84,7 +81,7 @@ def test_exact_pt_of_a_skewed_policy_matches_sampling_with_binning():
     o = torch.zeros_like(e).index_add(0, bins, counts)
     assert (e >= 5).all() and (exp < 5).any() and cur < len(exp)         # the binning is needed, and it works
     stat = ((o - e) ** 2 / e).sum().item()
-    assert stat < chi2_q999(len(e) - 1), (stat, len(e))
+    assert stat < chi2_quantile(len(e) - 1), (stat, len(e))
 
 def test_mdp_inverses_at_paper_size():
     env = SetGeneration()

@@ -5,21 +5,20 @@
 # %% ../../nbs/25_tasks.continuous.ipynb #02549b99
 from __future__ import annotations
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import check_finite, Env, MLP, sample_backward, sample_trajectories, UniformBackward
-from ..evaluation import l1
-from ..losses import make_loss
+from ..core import check_exploration, check_finite, Env, MLP, sample_backward, sample_trajectories
+from ..evaluation import chi2_quantile, l1
+from ..training import Trainer, TrainConfig
 
 # %% auto #0
 __all__ = ['TARGETS', 'LOSS_LABELS', 'Target', 'GaussianMixture', 'Banana', 'nine_mixture', 'wide_mixture', 'make_target', 'Grid',
            'grid_probs', 'grid_mass', 'grid_metrics', 'plot_density', 'histogram_chi2', 'GaussianMixture1D',
-           'CoordinateEnv', 'MixturePolicy', 'cell_key', 'continuous_step', 'importance_log_pt', 'kde_log_density',
-           'kde_jsd', 'fit', 'train_losses', 'plot_models']
+           'ContinuousEnv', 'CoordinateEnv', 'MixturePolicy', 'cell_key', 'importance_log_pt', 'kde_log_density',
+           'kde_jsd', 'train_each', 'plot_models']
 
 # %% ../../nbs/25_tasks.continuous.ipynb #6b06aad7
 class Target:
@@ -195,11 +194,6 @@ def plot_density(log_p: Tensor, grid: Grid, ax=None, title: str = '', cmap: str 
     return ax
 
 # %% ../../nbs/25_tasks.continuous.ipynb #6a911931
-def _chi2_quantile(df: int, p: float = 0.999) -> float:
-    "Wilson–Hilferty approximation of the p-quantile of chi-square with `df` degrees of freedom."
-    z = math.sqrt(2) * torch.erfinv(torch.tensor(2 * p - 1, dtype=torch.float64)).item()
-    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
-
 def histogram_chi2(x: Tensor, log_density, grid: Grid, sub: int = 8, min_expected: float = 5.) -> tuple:
     "Chi-square statistic of samples `x` (n, 2) against a density on `grid` (cells refined `sub`×); returns (stat, 0.999 quantile)."
     fine = grid.refine(sub)
@@ -215,7 +209,7 @@ def histogram_chi2(x: Tensor, log_density, grid: Grid, sub: int = 8, min_expecte
     obs = torch.cat([counts[big], (n - counts[big].sum())[None]])
     exp_ = torch.cat([exp_[big], (n - exp_[big].sum())[None]])
     stat = ((obs - exp_) ** 2 / exp_).sum().item()
-    return stat, _chi2_quantile(len(obs) - 1)
+    return stat, chi2_quantile(len(obs) - 1)
 
 # %% ../../nbs/25_tasks.continuous.ipynb #2f1c29c5
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -246,15 +240,25 @@ class GaussianMixture1D:
 
     def explore(self, epsilon: float = 0., temperature: float = 1.) -> 'GaussianMixture1D':
         "The behaviour distribution: weights' logits / T and scales × sqrt(T); ε-uniform has no meaning on R."
-        if epsilon != 0:
-            raise ValueError(f"epsilon-uniform exploration is undefined for real-valued actions (no uniform "
-                             f"distribution on R), got epsilon={epsilon}: use epsilon=0 and temperature > 1 to widen")
-        if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+        _, temperature = check_exploration(epsilon, temperature, continuous=True)
         return GaussianMixture1D(self.log_w.detach() / temperature, self.means.detach(),
                                  self.log_scales.detach() + 0.5 * math.log(temperature))
 
+# %% ../../nbs/25_tasks.continuous.ipynb #156cc2c7
+class ContinuousEnv(Env):
+    "Base of the tasks in R² scored by a `Target`: states (x1, x2, t) from the origin, real-valued actions, never enumerable."
+    target: Target                  # set by the subclasses, with `dtype` and `device`
+    def s0(self, n): return torch.zeros(n, 3, dtype=self.dtype, device=self.device)
+    def is_initial(self, s): return s[:, 2] == 0
+    def _log_reward(self, x): return self.target.log_prob(x[:, :2])
+
+    @property
+    def enumerable(self) -> bool:
+        "Always `False`: the terminal states form a continuum."
+        return False
+
 # %% ../../nbs/25_tasks.continuous.ipynb #6f6fb6f6
-class CoordinateEnv(Env):
+class CoordinateEnv(ContinuousEnv):
     "The paper's continuous GFlowNet in R²: from 0, set x1 then x2; state (x1, x2, t), t = coordinates set."
     presets = {'ours': dict(standardize=True, js_samples=0),               # the defaults
                'paper': dict(standardize=False, js_samples=10_000)}       # raw coordinates; KDE JS in `metrics`
@@ -276,8 +280,6 @@ class CoordinateEnv(Env):
         self._scale = torch.tensor(scale, dtype=self.dtype, device=self.device)
         self._kde_target = {}                                                      # cached target KDEs (`jsd_kde`)
 
-    def s0(self, n): return torch.zeros(n, 3, dtype=self.dtype, device=self.device)
-    def is_initial(self, s): return s[:, 2] == 0
     def is_complete(self, s): return s[:, 2] == 2
     def backward_mask(self, s): return (s[:, 2] > 0)[:, None]                  # (N, 1)
 
@@ -295,7 +297,6 @@ class CoordinateEnv(Env):
 
     def backward_action(self, s, a): return torch.zeros(len(s), dtype=torch.long, device=s.device)
     def forward_action(self, s, b): return s[torch.arange(len(s), device=s.device), s[:, 2].long() - 1][:, None]
-    def _log_reward(self, x): return self.target.log_prob(x[:, :2])
 
 # %% ../../nbs/25_tasks.continuous.ipynb #01b40f31
 @patch
@@ -327,11 +328,6 @@ def policy(self: CoordinateEnv, hidden: int = 64, n_layers: int = 2, n_component
     "The forward policy: a `MixturePolicy` with an MLP of `n_layers` hidden layers of width `hidden`."
     return MixturePolicy(self, n_components, hidden, n_layers).to(self.device)
 
-@patch
-def backward_policy(self: CoordinateEnv) -> UniformBackward:
-    "The backward kernel: the point mass on the parent, i.e. uniform over the single backward action."
-    return UniformBackward(self)
-
 # %% ../../nbs/25_tasks.continuous.ipynb #628faa3f
 def cell_key(x: Tensor, bounds: tuple, G: int = 1024) -> Tensor:
     "Index (N,) int64 of the cell of a G×G grid over `bounds` holding each point of `x` (N, ≥2); clamped at the border."
@@ -339,12 +335,15 @@ def cell_key(x: Tensor, bounds: tuple, G: int = 1024) -> Tensor:
     return idx[0] * G + idx[1]
 
 @patch
-def state_key(self: CoordinateEnv, x: Tensor) -> Tensor: return cell_key(x, self.target.bounds)
+def state_key(self: ContinuousEnv, x: Tensor) -> Tensor: return cell_key(x, self.target.bounds)
 @patch
-def is_mode(self: CoordinateEnv, x: Tensor) -> Tensor: return self.target.is_mode(x[:, :2])
+def is_mode(self: ContinuousEnv, x: Tensor) -> Tensor:
+    "Points near a mode of the target (`Target.is_mode`)."
+    return self.target.is_mode(x[:, :2])
 
 # %% ../../nbs/25_tasks.continuous.ipynb #7fdb2d45
-def continuous_step(self, states: Tensor, actions: Tensor) -> Tensor:
+@patch
+def step(self: ContinuousEnv, states: Tensor, actions: Tensor) -> Tensor:
     "Checked forward step for real-valued actions (N, *action_shape) from states that are not complete."
     self.check_states(states)
     if not isinstance(actions, Tensor) or tuple(actions.shape) != (len(states), *self.action_shape):
@@ -354,8 +353,6 @@ def continuous_step(self, states: Tensor, actions: Tensor) -> Tensor:
     done = self.is_complete(states)
     if done.any(): raise ValueError(f"no forward step from complete states: rows {done.nonzero()[:5, 0].tolist()}")
     return self._step(states, actions)
-
-CoordinateEnv.step = continuous_step
 
 # %% ../../nbs/25_tasks.continuous.ipynb #3def755e
 @patch
@@ -426,55 +423,26 @@ def jsd_kde(self: CoordinateEnv, pf, n: int = 10_000, G: int = 100, bandwidth: f
     return grid_metrics(kde_log_density(x, pts, bandwidth).cpu(), self._kde_target[key])['jsd']
 
 # %% ../../nbs/25_tasks.continuous.ipynb #e521e5a2
-def fit(env, pf, loss, steps: int = 300, batch_size: int = 256, lr: float = 1e-3, lr_aux: float = 0.1,
-        clip: float = 10., eval_every: int = 0, eval_kw: dict = None) -> list:
-    "Train `pf` with `loss` on on-policy batches (Adam; `lr_aux` for the loss's own parameters); returns the metrics history."
-    for k, v in dict(steps=steps, batch_size=batch_size).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{k} must be a positive integer, got {v}")
-    for k, v in dict(lr=lr, lr_aux=lr_aux).items():
-        if not (math.isfinite(v) and v > 0): raise ValueError(f"{k} must be finite and > 0, got {v}")
-    pb, t0, hist = env.backward_policy(), time.time(), []
-    params = [p for p in pf.parameters() if p.requires_grad]
-    aux = [p for p in loss.parameters() if p.requires_grad]
-    opt = torch.optim.Adam([dict(params=params, lr=lr)] + ([dict(params=aux, lr=lr_aux)] if aux else []))
-    record = lambda step, v: hist.append(dict(step=step, loss=v, wall=time.time() - t0, **env.metrics(pf, **(eval_kw or {}))))
-    if eval_every: record(0, float('nan'))
-    for step in range(1, steps + 1):
-        tr = sample_trajectories(env, pf, batch_size, pb=pb)
-        value, diag = loss(tr, params)
-        if not torch.isfinite(value): raise FloatingPointError(f"loss is {value.item()} at step {step}; diagnostics {diag}")
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        if clip > 0: nn.utils.clip_grad_norm_(params + aux, clip)
-        opt.step()
-        if eval_every and (step % eval_every == 0 or step == steps): record(step, value.item())
-    return hist
-
-# %% ../../nbs/25_tasks.continuous.ipynb #30bd2ebf
 LOSS_LABELS = {'tb': 'TB', 'tsallis': 'Tsallis-α', 'renyi': 'Rényi-α', 'rev_kl': 'reverse KL', 'fwd_kl': 'forward KL'}
 
-def train_losses(make_env, losses=tuple(LOSS_LABELS), alpha: float = 0.5, seed: int = 0, policy_kw: dict = None,
-                 **fit_kw) -> dict:
-    "For each loss name: a fresh env and policy (same seed) trained by `fit`; returns {name: (env, pf, history)}."
+def train_each(base: TrainConfig, losses=tuple(LOSS_LABELS)) -> dict:
+    "A `Trainer` per loss name with the settings of `base` (one seed: one initial policy), each run to `base.steps`."
     out = {}
     for name in losses:
-        torch.manual_seed(seed)
-        env = make_env()
-        pf = env.policy(**(policy_kw or {}))
-        kw = dict(alpha=alpha) if name in ('renyi', 'tsallis') else {}
-        loss = make_loss(name, **kw).to(env.device)
-        out[name] = (env, pf, fit(env, pf, loss, **fit_kw))
+        out[name] = Trainer(replace(base, loss=name, loss_kw={}))
+        out[name].run()
     return out
 
+# %% ../../nbs/25_tasks.continuous.ipynb #30bd2ebf
 @torch.no_grad()
 def plot_models(models: dict, G: int = 96, axs=None, **log_pt_kw):
-    "Heat maps of p_T of each trained model beside the target's density, on the target's view window."
+    "Heat maps of p_T of each model ({name: `Trainer`}, trained or not) beside the target's density, on the target's view window."
     import matplotlib.pyplot as plt
-    env = next(iter(models.values()))[0]
+    env = next(iter(models.values())).env
     if axs is None: _, axs = plt.subplots(1, len(models) + 1, figsize=(1.4 * (len(models) + 1), 1.7))
     g = Grid(env.target.view, G)
     pts = g.points(env.device, env.dtype)
-    for ax, (name, (e, pf, *_)) in zip(axs, models.items()):
-        plot_density(e.log_pt(pf, pts, **log_pt_kw).cpu(), g, ax, LOSS_LABELS.get(name, name))
+    for ax, (name, t) in zip(axs, models.items()):
+        plot_density(t.env.log_pt(t.pf, pts, **log_pt_kw).cpu(), g, ax, LOSS_LABELS.get(name, name))
     plot_density(env.target.log_prob(pts).cpu(), g, axs[len(models)], 'target')
     return axs

@@ -9,13 +9,13 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from torch import Tensor
+from fastcore.basics import patch
 from ..core import check_finite, DiscretePolicy, Env, MLP
 
 # %% auto #0
 __all__ = ['transitive_closure', 'is_acyclic', 'enumerate_dags', 'simulate_data', 'bge_subset_scores', 'bge_local_scores',
-           'lingauss_local_scores', 'DAGEnv', 'dag_states', 's0', 'is_initial', 'forward_mask', 'backward_mask',
-           'parent_masks', 'log_marginal_likelihood', 'encode', 'state_key', 'all_states', 'is_mode', 'DAGGNN',
-           'policy', 'edge_marginals', 'plot_dag', 'plot_edge_marginals']
+           'lingauss_local_scores', 'DAGEnv', 'dag_states', 'parent_masks', 'DAGGNN', 'edge_marginals', 'plot_dag',
+           'plot_edge_marginals']
 
 # %% ../../nbs/24_tasks.dags.ipynb #2365e886
 def transitive_closure(adj: Tensor) -> Tensor:
@@ -169,19 +169,25 @@ def dag_states(adj: Tensor) -> Tensor:
     "States (N, 2, d, d) from adjacency matrices (N, d, d): the graph and its reflexive transitive closure."
     return torch.stack([adj.bool(), transitive_closure(adj)], 1)
 
+# %% ../../nbs/24_tasks.dags.ipynb #368db37a
+@patch
 def s0(self: DAGEnv, n): return dag_states(torch.zeros(n, self.d, self.d, dtype=torch.bool, device=self.device))
+@patch
 def is_initial(self: DAGEnv, s): return ~s[:, 0].flatten(1).any(1)
+@patch
 def forward_mask(self: DAGEnv, s):
     "(N, d²+1): edge i → j allowed iff absent and j does not reach i (so i ≠ j and no cycle); stop always."
     edge = ~s[:, 0] & ~s[:, 1].transpose(1, 2)                            # (N, d, d)
     return torch.cat([edge.flatten(1), torch.ones_like(edge[:, 0, :1])], 1)
+@patch
 def backward_mask(self: DAGEnv, s): return s[:, 0].flatten(1)            # (N, d²) the present edges
-
-DAGEnv.s0, DAGEnv.is_initial, DAGEnv.forward_mask, DAGEnv.backward_mask = s0, is_initial, forward_mask, backward_mask
-DAGEnv.backward_action = lambda self, s, a: a
-DAGEnv.forward_action = lambda self, s, b: b
+@patch
+def backward_action(self: DAGEnv, s, a): return a                        # adding edge a is undone by removing it
+@patch
+def forward_action(self: DAGEnv, s, b): return b
 
 # %% ../../nbs/24_tasks.dags.ipynb #7904cc2d
+@patch
 def _step(self: DAGEnv, s, a):
     "Add edge i → j (a = i·d + j): C' = C ∨ C[:, i] ⊗ C[j, :]."
     n, d = torch.arange(len(s), device=s.device), self.d
@@ -191,6 +197,7 @@ def _step(self: DAGEnv, s, a):
     c = c | (c[n, :, i][:, :, None] & c[n, j, :][:, None, :])           # (N, d, d)
     return torch.stack([adj, c], 1)
 
+@patch
 def _backward_step(self: DAGEnv, s, b):
     "Remove edge i → j (b = i·d + j) and recompute the closure."
     n = torch.arange(len(s), device=s.device)
@@ -198,36 +205,48 @@ def _backward_step(self: DAGEnv, s, b):
     adj[n, b // self.d, b % self.d] = False
     return dag_states(adj)
 
-DAGEnv._step, DAGEnv._backward_step = _step, _backward_step
-
 # %% ../../nbs/24_tasks.dags.ipynb #149430ed
 def parent_masks(adj: Tensor) -> Tensor:
     "Bitmask of the parent set of each node, (N, d) long: bit i of entry j is `adj[i, j]`."
     return (adj.long() << torch.arange(adj.shape[-1], device=adj.device)[:, None]).sum(1)
 
+@patch
 def log_marginal_likelihood(self: DAGEnv, x) -> Tensor:
     "log p(D | G) of graphs `x` (N, 2, d, d) as the sum of the cached local scores, (N,) float64."
     return self.local_scores[torch.arange(self.d, device=x.device), parent_masks(x[:, 0])].sum(1)
 
+@patch
 def _log_reward(self: DAGEnv, x):
     return (self.log_marginal_likelihood(x) - self.log_ml_empty).to(torch.get_default_dtype())
 
+# %% ../../nbs/24_tasks.dags.ipynb #09e08119
+@patch
 def encode(self: DAGEnv, s): return s[:, 0].flatten(1).to(torch.get_default_dtype())   # (N, d²) the adjacency
 
+@patch
 def state_key(self: DAGEnv, s):
     "The adjacency bitmask Σ A[i, j] 2^(i·d + j), (N,) int64."
     return (s[:, 0].flatten(1).long() << torch.arange(self.d ** 2, device=s.device)).sum(1)
 
+@patch(as_prop=True)
+def enumerable(self: DAGEnv) -> bool:
+    "Whether every DAG can be listed: d <= 5."
+    return self.d <= 5
+
+@patch
 def all_states(self: DAGEnv):
     "Every DAG on d nodes (every one is terminal), (K, 2, d, d) sorted by key; d <= 5."
-    if self.d > 5: raise NotImplementedError(f"exact enumeration needs d <= 5 (d = 6 has 3,781,503 DAGs), got d={self.d}")
+    if not self.enumerable: raise NotImplementedError(f"exact enumeration needs d <= 5 (d = 6 has 3,781,503 DAGs), got d={self.d}")
     if self._dags is None: self._dags = dag_states(enumerate_dags(self.d, device=self.device))
     return self._dags
 
-DAGEnv.log_marginal_likelihood, DAGEnv._log_reward, DAGEnv.encode = log_marginal_likelihood, _log_reward, encode
-DAGEnv.state_key, DAGEnv.all_states, DAGEnv.terminal_states = state_key, all_states, all_states
+@patch
+def terminal_states(self: DAGEnv):
+    "Every DAG on d nodes: the same as `all_states`."
+    return self.all_states()
 
 # %% ../../nbs/24_tasks.dags.ipynb #71110092
+@patch
 def is_mode(self: DAGEnv, x) -> Tensor:
     "DAGs in the top 1% by posterior (ties with the last included); the threshold needs enumeration (d <= 5)."
     if self._mode_threshold is None:
@@ -235,8 +254,6 @@ def is_mode(self: DAGEnv, x) -> Tensor:
         self._mode_threshold = lml.topk(max(1, math.ceil(0.01 * len(lml)))).values[-1].item()
     thr = self._mode_threshold
     return self.log_marginal_likelihood(x) >= thr - 1e-9 * max(1., abs(thr))
-
-DAGEnv.is_mode = is_mode
 
 # %% ../../nbs/24_tasks.dags.ipynb #a5fdc7a1
 class DAGGNN(nn.Module):
@@ -258,14 +275,14 @@ class DAGGNN(nn.Module):
         e = self.edge(self.src(h)[:, :, None] + self.dst(h)[:, None, :])   # (N, d, d, 1) logit of i -> j
         return torch.cat([e.flatten(1), self.stop(h.mean(1))], 1)         # (N, d²+1)
 
+# %% ../../nbs/24_tasks.dags.ipynb #59d1e3ba
+@patch
 def policy(self: DAGEnv, hidden: int = 256, n_layers: int = 2, kind: str = 'mlp') -> DiscretePolicy:
     "Forward policy: an MLP on the flattened adjacency (`kind='mlp'`) or the GIN-style `DAGGNN` (`kind='gnn'`)."
     if kind == 'mlp': net = MLP(self.d ** 2, self.n_actions, hidden, n_layers)
     elif kind == 'gnn': net = DAGGNN(self.d, hidden, n_layers)
     else: raise ValueError(f"kind must be 'mlp' or 'gnn', got {kind!r}")
     return DiscretePolicy(self, net).to(self.device)
-
-DAGEnv.policy = policy
 
 # %% ../../nbs/24_tasks.dags.ipynb #f819184c
 def edge_marginals(env: DAGEnv, log_p: Tensor) -> Tensor:

@@ -9,9 +9,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import check_finite, Env, MLP
-from .continuous import continuous_step, CoordinateEnv, Grid, grid_metrics, importance_log_pt
-from .continuous import make_target
+from ..core import check_exploration, check_finite, MLP
+from .continuous import ContinuousEnv, Grid, grid_metrics, importance_log_pt, make_target
 from .continuous import _check_points
 
 # %% auto #0
@@ -45,36 +44,34 @@ class DiagGaussian:
 
     def explore(self, epsilon: float = 0., temperature: float = 1.) -> 'DiagGaussian':
         "The behaviour distribution: variance × `temperature`; ε-uniform has no meaning on R^d."
-        if epsilon != 0:
-            raise ValueError(f"epsilon-uniform exploration is undefined for real-valued actions (no uniform "
-                             f"distribution on R^d), got epsilon={epsilon}: use epsilon=0 and temperature > 1 to widen")
-        if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+        _, temperature = check_exploration(epsilon, temperature, continuous=True)
         return DiagGaussian(self.mean.detach(), self.log_var.detach() + math.log(temperature), self.point)
 
 # %% ../../nbs/26_tasks.diffusion.ipynb #a8cbbb0c
 SIGMAS = {'mixture': 1.5, 'banana': 2., 'wide_mixture': 5.}
 
-class DiffusionEnv(Env):
+class DiffusionEnv(ContinuousEnv):
     "A diffusion-style GFlowNet in R²: T Gaussian increments from x_0 = 0; state (x1, x2, t), action the increment (2,)."
-    def __init__(self, target='mixture', T: int = 10, sigma: float = None, device='cpu'):
+    def __init__(self, target='mixture', T: int = 10, sigma: float = None, grid_size: int = 64, n_paths: int = 16,
+                 device='cpu'):
         self.target = make_target(target)
         if isinstance(T, bool) or not isinstance(T, int) or T < 1: raise ValueError(f"T must be a positive integer, got {T}")
         sigma = SIGMAS.get(self.target.name, 1.) if sigma is None else sigma
         if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be finite and > 0, got {sigma}")
+        for k, v in dict(grid_size=grid_size, n_paths=n_paths).items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{k} must be a positive integer, got {v!r}")
         self.T, self.dt, self.sigma = T, 1. / T, float(sigma)
+        self.grid_size, self.n_paths = grid_size, n_paths                 # the defaults of `metrics`: G and K
         self.device, self.dtype = torch.device(device), torch.get_default_dtype()
         self.state_shape, self.action_shape, self.action_dtype = (3,), (2,), self.dtype
         self.n_actions = self.n_bactions = None
 
-    def s0(self, n): return torch.zeros(n, 3, dtype=self.dtype, device=self.device)
-    def is_initial(self, s): return s[:, 2] == 0
     def is_complete(self, s): return s[:, 2] == self.T
     def _step(self, s, a): return torch.cat([s[:, :2] + a.to(s), s[:, 2:] + 1], 1)
     def _backward_step(self, s, b): return torch.cat([s[:, :2] - b.to(s), s[:, 2:] - 1], 1)
     def backward_action(self, s, a): return a
     def forward_action(self, s, b): return b
-    def _log_reward(self, x): return self.target.log_prob(x[:, :2])
     def backward_mask(self, s):
         raise NotImplementedError("DiffusionEnv has no finite set of backward actions: sample and score trajectories "
                                   "with pb=env.backward_policy() (the Brownian bridge)")
@@ -126,9 +123,6 @@ def policy(self: DiffusionEnv, hidden: int = 64, n_layers: int = 2, learn_var: b
     "The forward policy: a `DiffusionPolicy` with `n_layers` hidden layers of width `hidden`."
     return DiffusionPolicy(self, hidden, n_layers, learn_var).to(self.device)
 
-DiffusionEnv.state_key, DiffusionEnv.is_mode = CoordinateEnv.state_key, CoordinateEnv.is_mode
-DiffusionEnv.step = continuous_step
-
 # %% ../../nbs/26_tasks.diffusion.ipynb #69744b18
 @patch
 def log_pt(self: DiffusionEnv, pf, x: Tensor, K: int = 16, pb=None, chunk: int = 1 << 15) -> Tensor:
@@ -143,7 +137,8 @@ def grid(self: DiffusionEnv, G: int = 64) -> Grid:
     return Grid(self.target.bounds, G)
 
 @patch
-def metrics(self: DiffusionEnv, pf, G: int = 64, K: int = 16) -> dict:
-    "JSD and L1 between p̂_T (K importance paths per point) and the target on the G×G grid, both renormalised."
+def metrics(self: DiffusionEnv, pf, G: int = None, K: int = None) -> dict:
+    "JSD and L1 between p̂_T (K importance paths per point) and the target on the G×G grid (defaults: `grid_size`, `n_paths`)."
+    G, K = self.grid_size if G is None else G, self.n_paths if K is None else K
     pts = self.grid(G).points(self.device, self.dtype)
     with torch.no_grad(): return grid_metrics(self.log_pt(pf, pts, K).cpu(), self.target.log_prob(pts).cpu())

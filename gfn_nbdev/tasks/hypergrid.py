@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import DiscretePolicy, Env, MLP
+from ..core import Env
 
 # %% auto #0
 __all__ = ['HyperGrid', 'plot_grid']
@@ -49,6 +49,8 @@ def reward(self: HyperGrid, x: Tensor) -> Tensor:
 
 @patch
 def _log_reward(self: HyperGrid, x): return self.reward(x).log()
+
+# %% ../../nbs/20_tasks.hypergrid.ipynb #724d26a1
 @patch
 def encode(self: HyperGrid, s): return F.one_hot(s, self.height).flatten(1).to(torch.get_default_dtype())
 @patch
@@ -60,18 +62,19 @@ def all_states(self: HyperGrid):
 def state_key(self: HyperGrid, s):
     return (s * self.height ** torch.arange(self.ndim, device=s.device)).sum(1)
 @patch
-def is_mode(self: HyperGrid, x) -> Tensor:
-    "Cells in the high-reward region ($R \\ge R_0 + R_1 + R_2$)."
-    return self.reward(x) >= (self.R0 + self.R1 + self.R2) * (1 - 1e-6)
-@patch
-def policy(self: HyperGrid, hidden: int = 256, n_layers: int = 2) -> DiscretePolicy:
-    "A forward policy: an MLP on the one-hot encoding, `n_layers` hidden layers of width `hidden`."
-    return DiscretePolicy(self, MLP(self.ndim * self.height, self.n_actions, hidden, n_layers)).to(self.device)
-
-@patch
 def terminal_states(self: HyperGrid):
     "Every cell is terminal."
     return self.all_states()
+@patch(as_prop=True)
+def enumerable(self: HyperGrid) -> bool:
+    "Always `True`: every cell can be listed."
+    return True
+
+# %% ../../nbs/20_tasks.hypergrid.ipynb #734d5af1
+@patch
+def is_mode(self: HyperGrid, x) -> Tensor:
+    "Cells in the high-reward region ($R \\ge R_0 + R_1 + R_2$)."
+    return self.reward(x) >= (self.R0 + self.R1 + self.R2) * (1 - 1e-6)
 
 # %% ../../nbs/20_tasks.hypergrid.ipynb #3d8c86eb
 def plot_grid(env: HyperGrid, p: Tensor, ax=None, title: str = ''):

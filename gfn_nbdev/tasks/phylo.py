@@ -250,10 +250,15 @@ def state_key(self: Phylogenetics, s):
     return (par[:, :-1] * n ** torch.arange(2 * n - 1, device=s.device)).sum(1)
 
 # %% ../../nbs/23_tasks.phylo.ipynb #1d248d76
+@patch(as_prop=True)
+def enumerable(self: Phylogenetics) -> bool:
+    "Whether the forests can be listed: n <= `max_enumerable` (7) species."
+    return self.n <= self.max_enumerable
+
 @patch
 def levels(self: Phylogenetics) -> list:
     "Every state, grouped by number of merges, each group sorted by key (breadth-first search; n <= 7)."
-    if self.n > self.max_enumerable:
+    if not self.enumerable:
         raise NotImplementedError(f"exact enumeration is limited to n <= {self.max_enumerable} species, got n={self.n}")
     if 'levels' not in self._cache:
         cur, out = self.s0(1), [self.s0(1)]
@@ -278,7 +283,7 @@ def mode_threshold(self: Phylogenetics) -> float:
     "Log-likelihood of the 1%-best tree: exact for n <= 7, else over 20,000 random-merge trees (seed 0)."
     if 'mode' not in self._cache:
         with torch.no_grad():
-            if self.n <= self.max_enumerable: x = self.terminal_states()
+            if self.enumerable: x = self.terminal_states()
             else:
                 g, x = torch.Generator(device=self.device).manual_seed(0), self.s0(20_000)
                 while not self.is_complete(x).all():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import check_finite, DiscretePolicy, Env, MLP
+from ..core import check_finite, Env
 
 # %% auto #0
 __all__ = ['MAX_SEQUENCES', 'SequenceDesign', 'sequence_log_pt', 'position_marginals', 'plot_position_marginals']
@@ -117,15 +117,16 @@ def state_key(self: SequenceDesign, s):
 def seq_index(self: SequenceDesign, x) -> Tensor:
     "Lexicographic rank of complete sequences `x` (N, L): their row in `terminal_states()`."
     return (x * self.n_tokens ** torch.arange(self.length - 1, -1, -1, device=x.device)).sum(1)
-@patch
-def policy(self: SequenceDesign, hidden: int = 256, n_layers: int = 2) -> DiscretePolicy:
-    "A forward policy: an MLP on the one-hot padded sequence, `n_layers` hidden layers of width `hidden`."
-    return DiscretePolicy(self, MLP(self.length * (self.n_tokens + 1), self.n_actions, hidden, n_layers)).to(self.device)
 
 # %% ../../nbs/22_tasks.sequences.ipynb #93a33b75
+@patch(as_prop=True)
+def enumerable(self: SequenceDesign) -> bool:
+    "Whether the |A|^L complete sequences number at most `MAX_SEQUENCES` and so can be listed."
+    return self.n_tokens ** self.length <= MAX_SEQUENCES
+
 @patch
 def _check_enumerable(self: SequenceDesign):
-    if self.n_tokens ** self.length > MAX_SEQUENCES:
+    if not self.enumerable:
         raise NotImplementedError(f"{self.n_tokens}^{self.length} = {self.n_tokens ** self.length:,} sequences, more than "
                                   f"MAX_SEQUENCES={MAX_SEQUENCES:,}: not enumerable")
 

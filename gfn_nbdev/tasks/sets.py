@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import check_finite, DiscretePolicy, Env, MaskedCategorical, MLP, sample_trajectories
+from ..core import check_finite, Env, MaskedCategorical, sample_trajectories
 from ..exact import exact_log_pt
 
 # %% auto #0
@@ -81,16 +81,17 @@ def state_key(self: SetGeneration, s): return (s.long() * self._bits).sum(1)
 def n_states(self: SetGeneration) -> int:
     "Number of states of the DAG: subsets of size at most |S|."
     return sum(math.comb(self.n_items, k) for k in range(self.set_size + 1))
-@patch
-def policy(self: SetGeneration, hidden: int = 256, n_layers: int = 2) -> DiscretePolicy:
-    "A forward policy: an MLP on the 0/1 membership vector, `n_layers` hidden layers of width `hidden`."
-    return DiscretePolicy(self, MLP(self.n_items, self.n_actions, hidden, n_layers)).to(self.device)
 
 # %% ../../nbs/21_tasks.sets.ipynb #b19f7587
+@patch(as_prop=True)
+def enumerable(self: SetGeneration) -> bool:
+    "Whether the state space (subsets of size <= |S|) has at most `MAX_STATES` states and so can be listed."
+    return self.n_states() <= MAX_STATES
+
 @patch
 def _subset_masks(self: SetGeneration) -> list:
     "Bitmasks of the k-subsets, [(C(|U|, k),) int64 for k = 0..|S|]; raises if not enumerable."
-    if self.n_states() > MAX_STATES:
+    if not self.enumerable:
         raise NotImplementedError(f"the set task with n_items={self.n_items}, set_size={self.set_size} has {self.n_states():,} "
                                   f"states ({math.comb(self.n_items, self.set_size):,} sets), more than MAX_STATES="
                                   f"{MAX_STATES:,}: not enumerable (use top-K, modes and sampled_class_l1)")
