@@ -392,6 +392,14 @@ def _steps_of(counts: list, device) -> Tensor:
     "The time index of each record when step t holds `counts[t]` records, (sum(counts),)."
     return torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
 
+def _padded(env, x, T: int, R, t, S, A) -> tuple:
+    "(N, T+1, *S) states padded with the objects `x` and (N, T, *A) actions padded with -1 (or 0), holding the records (R, t): S, A."
+    n = len(x)
+    states = x[:, None].expand(n, T + 1, *env.state_shape).clone().index_put_((R, t), S)
+    pad = -1 if env.action_dtype == torch.long else 0
+    actions = torch.full((n, T, *env.action_shape), pad, dtype=env.action_dtype, device=env.device).index_put_((R, t), A)
+    return states, actions
+
 def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
     "Padded (N, T) `Trajectories` from the sampler's per-step records; log p_F and log p_B scored in one call each."
     dev, counts = env.device, [len(r) for r in rec['rows']]
@@ -402,9 +410,7 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
     lengths = torch.bincount(R, minlength=n)                              # a row has one record per transition
     last = torch.full((n,), -1, dtype=torch.long, device=dev).scatter_reduce(0, R, torch.arange(R.shape[0], device=dev), 'amax')
     x = S[last]                                                           # (N, *S) the state each row stopped in
-    states = x[:, None].expand(n, T + 1, *env.state_shape).clone().index_put_((R, t), S)   # padded with x
-    pad = -1 if env.action_dtype == torch.long else 0
-    actions = torch.full((n, T, *env.action_shape), pad, dtype=env.action_dtype, device=dev).index_put_((R, t), A)
+    states, actions = _padded(env, x, T, R, t, S, A)
     if any(d is not None for d in rec['decided']):                        # forced stops score 0: leave them out
         keep = torch.cat([torch.ones(k, dtype=torch.bool, device=dev) if d is None else d
                           for k, d in zip(counts, rec['decided'])]).nonzero()[:, 0]
@@ -502,14 +508,14 @@ def sample_backward(env: Env, pb, x: Tensor, pf=None, max_steps: int = 10_000) -
         cur = prev
     # reverse time: backward step k of a trajectory with m steps is forward transition m-1-k
     T = int(nsteps.max()) + 1
-    states = x[:, None].expand(n, T + 1, *env.state_shape).clone()
-    pad = -1 if env.action_dtype == torch.long else 0
-    actions = torch.full((n, T, *env.action_shape), pad, dtype=env.action_dtype, device=env.device)
     log_pb = torch.zeros(n, T, device=env.device)
-    for k, (idx, prev, a, lpb) in enumerate(recs):
-        t = nsteps[idx] - 1 - k
-        states[idx, t], actions[idx, t] = prev, a
-        log_pb = log_pb.index_put((idx, t), lpb)
+    if recs:
+        R = torch.cat([idx for idx, *_ in recs])
+        t = torch.cat([nsteps[idx] - 1 - k for k, (idx, *_) in enumerate(recs)])
+        states, actions = _padded(env, x, T, R, t, torch.cat([r[1] for r in recs]), torch.cat([r[2] for r in recs]))
+        log_pb = log_pb.to(recs[0][3].dtype).index_put((R, t), torch.cat([r[3] for r in recs]))
+    else: states, actions = _padded(env, x, T, *(torch.zeros(0, dtype=torch.long, device=env.device),) * 2,
+                                    x[:0], torch.zeros(0, *env.action_shape, dtype=env.action_dtype, device=env.device))
     rows = torch.arange(n, device=env.device)
     actions[rows, nsteps] = env.pad_actions(n)
     lengths = nsteps + 1
