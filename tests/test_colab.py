@@ -134,7 +134,8 @@ def runs():
              timeout=1200)
         t1 = time.time()
         env = {k: v for k, v in os.environ.items() if k not in ('VIRTUAL_ENV', 'PYTHONPATH', 'GFN_SLOW', 'MPLBACKEND')}
-        env.update(PATH=f"{venv/'bin'}:{env.get('PATH', '')}", OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+        env.update(PATH=f"{venv/'bin'}:{env.get('PATH', '')}", OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                   GFN_RAW_URL=src.as_uri() + '/')   # the experiments read committed results by URL (GitHub on Colab)
         (tmp/'runner.py').write_text(RUNNER)
         def one(p):
             d = tmp/'run'/p.stem
