@@ -112,6 +112,7 @@ class SubTB(StateFlowLoss):
 class VarGrad(Loss):
     "VarGrad: the unbiased sample variance $\\frac{1}{N-1}\\sum_i(\\ell_i - \\bar\\ell)^2$ of the batch log-ratios."
     on_policy = False
+    min_batch_size = 2                  # a sample variance needs two log-ratios
 
     def logz_parameters(self) -> list: return []
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 from fastcore.docments import docments
-from .training import TrainConfig, Interrupted, train, compare, dumps, task_args
+from .training import TrainConfig, Interrupted, train, compare, dumps, task_args, policy_args
 from .training import summarize, summary_markdown, plot_history, METRIC_NAMES
 from .losses import loss_args
 
@@ -95,7 +95,8 @@ def train_parser(argv=()) -> argparse.ArgumentParser:
     got = _peek(argv, task=TrainConfig.task, loss=TrainConfig.loss)
     p = argparse.ArgumentParser(prog='gfn-train', description='Train a GFlowNet on one task with one loss; print the final '
                                 'metrics (the last evaluation and the best-so-far distances) as one line of JSON.')
-    add_config_options(p, more_help=dict(task_kw=_takes(task_args, [got['task']]), loss_kw=_takes(loss_args, [got['loss']])))
+    add_config_options(p, more_help=dict(task_kw=_takes(task_args, [got['task']]), loss_kw=_takes(loss_args, [got['loss']]),
+                                         policy_kw=_takes(policy_args, [got['task']])))
     return _common(p, 'continue the run in --out from its checkpoint')
 
 COMPARED = 'tb,rev_kl,fwd_kl,renyi,tsallis'   # the losses gfn-compare trains unless told
@@ -110,7 +111,7 @@ def compare_parser(argv=(), defaults: dict = None, prog: str = 'gfn-compare',
     p.add_argument('--losses', default=COMPARED, help='comma-separated loss names (default: %(default)s)')
     p.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (default: %(default)s)')
     add_config_options(p, skip=('loss', 'seed', 'out'), more_help=dict(
-        task_kw=_takes(task_args, [got['task']]),
+        task_kw=_takes(task_args, [got['task']]), policy_kw=_takes(policy_args, [got['task']]),
         loss_kw='; each loss gets the keys it takes' + _takes(loss_args, parse_list(got['losses']))))
     p.add_argument('--out', default='runs/compare', help='output folder: one sub-folder per run, and the tables and plot (default: %(default)s)')
     _common(p, 'continue the runs in --out (finished ones are read back)')
@@ -129,9 +130,9 @@ def _options(p: argparse.ArgumentParser, opts: dict) -> dict:
     return {**o, **opts}
 
 def _config(o: dict, **extra) -> TrainConfig:
-    "The `TrainConfig` of the options `o`: each field that is an option, `task_kw` from `task_args`, then `extra`."
+    "The `TrainConfig` of the options `o`: each field that is an option, `task_kw`/`policy_kw` from `task_args`/`policy_args`, then `extra`."
     kw = {f.name: o[f.name] for f in fields(TrainConfig) if f.name in o}
-    return TrainConfig(**{**kw, 'task_kw': parse_kv(o['task_args']), **extra})
+    return TrainConfig(**{**kw, 'task_kw': parse_kv(o['task_args']), 'policy_kw': parse_kv(o['policy_args']), **extra})
 
 def gfn_train(**opts) -> dict:
     "`gfn-train` from Python: `opts` are its options (underscored names), the others keep their defaults."
@@ -203,7 +204,7 @@ def _misplaced(extra: list, o: dict) -> Optional[str]:
     for a in extra:
         if not a.startswith('--'): continue
         k = a[2:].partition('=')[0].replace('-', '_')
-        for what, names, args_of in (('task', [o['task']], task_args), ('loss', losses, loss_args)):
+        for what, names, args_of in (('task', [o['task']], task_args), ('loss', losses, loss_args), ('policy', [o['task']], policy_args)):
             for n in names:
                 try: taken = {x.lower(): x for x in args_of(n)}
                 except ValueError: continue

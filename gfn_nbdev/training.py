@@ -20,7 +20,7 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['TASKS', 'PROTOCOLS', 'PAPER_BATCH', 'CKPT_FORMAT', 'RESUME_MAY_CHANGE', 'RUN_FILES', 'BEST', 'METRIC_NAMES',
-           'task_class', 'task_args', 'make_task', 'protocol_defaults', 'TrainConfig', 'resolve_device',
+           'task_class', 'task_args', 'policy_args', 'make_task', 'protocol_defaults', 'TrainConfig', 'resolve_device',
            'min_batch_size', 'Trainer', 'eval_seed', 'own_rng', 'plain', 'dumps', 'rng_state', 'set_rng_state',
            'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far', 'train', 'LivePlot', 'compare', 'fmt_num',
            'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
@@ -48,6 +48,12 @@ def task_args(name: str) -> dict:
     ps = inspect.signature(task_class(name)).parameters
     return {k: (None if p.default is p.empty else p.default) for k, p in ps.items()
             if k != 'device' and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+def policy_args(name: str) -> dict:
+    "The options of task `name`'s forward policy beyond `hidden` and `n_layers` (its `policy` method's keyword arguments), with defaults."
+    ps = inspect.signature(task_class(name).policy).parameters
+    return {k: (None if p.default is p.empty else p.default) for k, p in ps.items()
+            if k not in ('self', 'hidden', 'n_layers') and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 def make_task(name: str, device='cpu', **kw):
     "Build the task `name` with constants `kw` on `device`; a constant its constructor does not take is a `ValueError`."
@@ -89,6 +95,7 @@ class TrainConfig:
     logz_init: str = 'batch'            # a learned log Z starts at the log-mean-exp of -ℓ over a first batch ('batch') or at 0 ('zero')
     hidden: int = 256                   # width of the hidden layers of the policy network
     n_layers: int = 2                   # number of hidden layers of the policy network
+    policy_kw: dict = field(default_factory=dict)   # the task's other policy options (e.g. DAGs: kind='gnn'; continuous: n_components)
     epsilon: float = 0.0                # ε-uniform exploration (losses with on_policy=False only)
     temperature: float = 1.0            # tempered sampling (losses with on_policy=False only)
     collapse_k: int = 3                 # `collapsed` once the samples were one object (or one length) at this many evaluations in a row
@@ -122,8 +129,10 @@ class TrainConfig:
         if not isinstance(self.task_kw, dict) or 'device' in self.task_kw:
             raise ValueError(f"task_kw must be a dict of the task's constants (the device is set by `device`), got {self.task_kw!r}")
         if self.lr_schedule not in ('constant', 'poly'): raise ValueError(f"lr_schedule must be 'constant' or 'poly', got {self.lr_schedule!r}")
+        if not isinstance(self.policy_kw, dict): raise ValueError(f"policy_kw must be a dict of policy options, got {self.policy_kw!r}")
         for what, name, kw, accepted in (('task', self.task, self.task_kw, task_args(self.task)),
-                                         ('loss', self.loss, self.loss_kw, loss_args(self.loss))):
+                                         ('loss', self.loss, self.loss_kw, loss_args(self.loss)),
+                                         ("task's policy", self.task, self.policy_kw, policy_args(self.task))):
             bad = [k for k in kw if k not in accepted]
             if bad: raise ValueError(f"{what} {name!r} has no argument {', '.join(map(repr, bad))}; "
                                      f"it accepts {', '.join(accepted) or 'no arguments'}")
@@ -150,9 +159,8 @@ def resolve_device(d) -> torch.device:
 # %% ../nbs/11_training.ipynb #60748e29
 def min_batch_size(loss) -> int:
     "The smallest batch `loss` can train on: 2 where it uses a leave-one-out or cross-fitted statistic, else its declared minimum."
-    from gfn_nbdev.balance import VarGrad
     cv = loss.cv or ''
-    batch_statistic = isinstance(loss, VarGrad) or 'loo' in cv or ('sf' in cv and loss.sf_coef == 'crossfit')
+    batch_statistic = 'loo' in cv or ('sf' in cv and loss.sf_coef == 'crossfit')
     return max(int(loss.min_batch_size), 2 if batch_statistic else 1)
 
 # %% ../nbs/11_training.ipynb #43086a67
@@ -164,7 +172,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed); random.seed(cfg.seed); np.random.seed(cfg.seed)
         self.env = make_task(cfg.task, device=self.device, **cfg.task_kw)
-        self.pf = self.env.policy(cfg.hidden, cfg.n_layers)
+        self.pf = self.env.policy(cfg.hidden, cfg.n_layers, **cfg.policy_kw)
         self.loss = make_loss(cfg.loss, env=self.env, **cfg.loss_kw).to(self.device)
         if self.loss.on_policy and (cfg.epsilon > 0 or cfg.temperature != 1):
             raise ValueError(f"loss {cfg.loss!r} needs on-policy samples (its estimator assumes trajectories from p_F): "
