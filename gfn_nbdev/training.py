@@ -398,7 +398,7 @@ def load(self: Trainer, path) -> Trainer:
     if not isinstance(ck, dict) or ck.get('format') != CKPT_FORMAT:
         fmt = ck.get('format') if isinstance(ck, dict) else type(ck).__name__
         raise ValueError(f"{path} is not a checkpoint this version reads (format {fmt!r}, expected {CKPT_FORMAT!r})")
-    old = {**dict(poly_power=1.0), **ck['config']}                        # checkpoints from before poly_power: linear
+    old = {**dict(poly_power=1.0, policy_kw={}), **ck['config']}         # checkpoints from before these fields: their defaults
     diff = {f.name: (old.get(f.name), getattr(self.cfg, f.name)) for f in fields(self.cfg)
             if f.name not in RESUME_MAY_CHANGE and old.get(f.name) != getattr(self.cfg, f.name)}
     if diff: raise ValueError(f"checkpoint {path} belongs to a different run: {diff} (checkpoint, now)")
