@@ -8,7 +8,7 @@ import argparse, ast, functools, json, os, sys
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from types import MethodType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Optional
 import numpy as np
 import torch
@@ -21,9 +21,9 @@ from fastcore.basics import patch
 from .training import Trainer, TrainConfig, RUN_FILES, resolve_device, dumps
 
 # %% auto #0
-__all__ = ['SCALARS', 'world', 'all_gather_cat', 'all_sum', 'all_objects', 'local_scalars', 'global_batch', 'globalize',
-           'is_local', 'global_loss', 'averaged_parameters', 'all_reduce_grads', 'shard_seed', 'check_shards',
-           'rank_device', 'DistTrainer', 'process_group', 'config_from', 'main']
+__all__ = ['SCALARS', 'world', 'all_gather_cat', 'all_sum', 'all_objects', 'local_scalars', 'global_batch', 'rank_mean',
+           'globalize', 'is_local', 'global_loss', 'averaged_parameters', 'all_reduce_grads', 'shard_seed',
+           'check_shards', 'rank_device', 'DistTrainer', 'process_group', 'config_from', 'main']
 
 # %% ../nbs/13_distributed.ipynb #95b5f20b
 def world() -> tuple:
@@ -82,10 +82,9 @@ def global_batch(local, check_sizes: bool = True) -> LogProbBatch:
     return LogProbBatch(*(col(i, v) for i, v in enumerate(vals)))
 
 # %% ../nbs/13_distributed.ipynb #d18d56d2
-def _reduced_score_sums(self, V: Tensor, lpf: Tensor, params) -> tuple:
-    "`DivergenceLoss._score_sums` with each score sum averaged over the ranks: 1/K × the global-batch sum (see the prose)."
-    params, rows = DivergenceLoss._score_sums(self, V, lpf, params)
-    if not _grouped(): return params, rows
+def rank_mean(rows: list) -> list:
+    "Score sums `rows` (k lists of tensors) averaged over the ranks in one all-reduce: 1/K × the global batch's sums; `rows` without a group."
+    if not _grouped(): return rows
     flat = torch.cat([g.reshape(-1) for row in rows for g in row])
     dist.all_reduce(flat); flat /= dist.get_world_size()
     out, i = [], 0
@@ -93,11 +92,15 @@ def _reduced_score_sums(self, V: Tensor, lpf: Tensor, params) -> tuple:
         new = []
         for g in row: new.append(flat[i:i + g.numel()].view_as(g)); i += g.numel()
         out.append(new)
-    return params, out
+    return out
 
 def globalize(loss):
-    "Make `loss` compute its score-function sums over the global batch (divergence losses); returns `loss`."
-    if isinstance(loss, DivergenceLoss): loss._score_sums = MethodType(_reduced_score_sums, loss)
+    "Make `loss` compute its score-function sums over the global batch (divergence losses: `score_reduce = rank_mean`); returns `loss`."
+    if isinstance(loss, DivergenceLoss):
+        if loss.score_reduce not in (None, rank_mean):
+            raise ValueError(f"{type(loss).__name__} already has score_reduce={loss.score_reduce!r}; globalize sets it to "
+                             f"rank_mean and would drop it: apply your reduction after rank_mean in one callable instead")
+        loss.score_reduce = rank_mean
     return loss
 
 def is_local(loss) -> bool:

@@ -91,6 +91,7 @@ class DivergenceLoss(Loss):
     "Base of the divergence estimators: `loss(traj, params)` -> (surrogate with the estimator as gradient, diagnostics)."
     on_policy = False   # a batch from a behaviour policy q (its `log_q`) is importance-weighted by p_F/q
     normalizes_weights = False   # True: the estimator normalises its own weights, `is_weights` has no effect
+    score_reduce = None   # None, or a callable rows -> rows applied to the score sums before â is formed (`score_sums`)
 
     def __init__(self, cv: str = 'loo+sf',          # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',         # how 'sf' estimates â: one of SF_COEFS
@@ -118,15 +119,12 @@ class DivergenceLoss(Loss):
 def score_vjps(lpf: Tensor, params, V: Tensor, batched: bool = None) -> list:
     "For each row v of `V` (k, N), $\\sum_n v_n \\nabla$`lpf`$_n$ as a list over `params`; one batched call if `batched` (default: on CUDA)."
     if batched is None: batched = lpf.is_cuda
-    gs = None
+    fill = lambda gs, k=None: [torch.zeros_like(p) if g is None else (g if k is None else g[k]) for g, p in zip(gs, params)]
     if batched:
         try: gs = torch.autograd.grad(lpf, params, grad_outputs=V, retain_graph=True, allow_unused=True, is_grads_batched=True)
         except RuntimeError: gs = None                                    # an op without a batching rule: k passes
-    if gs is None:
-        rows = [torch.autograd.grad(lpf, params, grad_outputs=v, retain_graph=True, allow_unused=True) for v in V]
-        gs = [None if r[0] is None else torch.stack(r) for r in zip(*rows)]
-    gs = [torch.zeros(len(V), *p.shape, dtype=p.dtype, device=p.device) if g is None else g for g, p in zip(gs, params)]
-    return [[g[k] for g in gs] for k in range(len(V))]
+        if gs is not None: return [fill(gs, k) for k in range(len(V))]
+    return [fill(torch.autograd.grad(lpf, params, grad_outputs=v, retain_graph=True, allow_unused=True)) for v in V]
 
 # %% ../nbs/05_estimators.ipynb #52a1fc11
 def _read_batch(traj) -> tuple:
@@ -150,28 +148,47 @@ def _read_log_q(traj, lpf: Tensor, exact: bool):
     lq = check_finite("traj.log_q", lq.detach())
     return None if torch.equal(lq, lpf.detach()) else lq
 
+def _structure(x):
+    "The nesting of `x` with tensors as their shapes (for error messages)."
+    if isinstance(x, Tensor): return tuple(x.shape)
+    return [_structure(y) for y in x] if isinstance(x, (list, tuple)) else type(x).__name__
+
 @patch
-def _score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params) -> tuple:
-    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params)."
+def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params) -> tuple:
+    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set."
     if params is None:
         raise ValueError(f"cv={self.cv!r} needs the policy parameters for the score-function control variate: "
                          f"call loss(traj, params) with params = list(pf.parameters()), or use cv='loo' or None")
     params = [p for p in params if p.requires_grad]
     if not params or not lpf.requires_grad:
         raise ValueError(f"cv={self.cv!r} needs traj.log_pf to carry a gradient w.r.t. params")
-    return params, score_vjps(lpf, params, V)
+    rows = score_vjps(lpf, params, V)
+    if self.score_reduce is None: return params, rows
+    out = self.score_reduce(rows)
+    ok = isinstance(out, (list, tuple)) and len(out) == len(rows) and all(
+        isinstance(r, (list, tuple)) and len(r) == len(params)
+        and all(isinstance(g, Tensor) and g.shape == p.shape for g, p in zip(r, params)) for r in out)
+    if not ok:
+        raise ValueError(f"score_reduce must return the score sums in the structure it was given, {len(rows)} rows of "
+                         f"{len(params)} tensors shaped like params; got {_structure(out)}")
+    return params, [list(r) for r in out]
 
 # %% ../nbs/05_estimators.ipynb #514f8557
+def _flat(rows) -> list:
+    "Each row of score sums (a list over params) as one flat vector (P,): one op per row below instead of one per tensor."
+    return [torch.cat([g.reshape(-1) for g in row]) for row in rows]
+
 @patch
 def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None, r=None) -> tuple:
-    "params, S, H, the correction C = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
+    "params, S, H, the correction C = Σ_n r_n â_n ∇s_n (flat, (P,) over params), the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
     N = len(h)
     w = (lambda v: v) if r is None else (lambda v: r * v)                 # off-policy: S = Σ ω∇s, H = Σ ωh∇s
     if self.sf_params == 'last' and params is not None: params = last_layer(p for p in params if p.requires_grad)   # â from the final layer
     if self.sf_coef == 'batch':
-        params, (S, H) = self._score_sums(torch.stack([w(torch.ones_like(h)), w(h)]), lpf, params)   # V: (2, N)
-        a = sf_coefficient(S, H)
-        return params, S, H, [a * s for s in S], a.expand(N), a.item()
+        params, rows = self.score_sums(torch.stack([w(torch.ones_like(h)), w(h)]), lpf, params)   # V: (2, N)
+        S, H = _flat(rows)
+        a = sf_coefficient([S], [H])
+        return params, S, H, a * S, a.expand(N), a.item()
     if N < 2:
         raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
                          f"got N={N}: use sf_coef='batch', or cv='loo' or None")
@@ -179,11 +196,12 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     if h_within is None: hw = h
     else: hw = torch.empty_like(h); hw[inA], hw[~inA] = h_within(inA), h_within(~inA)   # h normalised within each half
     one = inA.to(h)
-    params, (SA, SB, HA, HB) = self._score_sums(torch.stack([w(one), w(1 - one), w(hw * one), w(hw * (1 - one))]), lpf, params)   # V: (4, N)
-    aA, aB = half_coefficient(SA, HA, hw[inA]), half_coefficient(SB, HB, hw[~inA])
+    params, rows = self.score_sums(torch.stack([w(one), w(1 - one), w(hw * one), w(hw * (1 - one))]), lpf, params)   # V: (4, N)
+    SA, SB, HA, HB = _flat(rows)
+    aA, aB = half_coefficient([SA], [HA], hw[inA]), half_coefficient([SB], [HB], hw[~inA])
     rA, rB = (1., 1.) if h_within is None else (h[inA].sum() / hw[inA].sum(), h[~inA].sum() / hw[~inA].sum())   # to h's scale
-    S, H = [x + y for x, y in zip(SA, SB)], [rA * x + rB * y for x, y in zip(HA, HB)]
-    C = [aB * x + aA * y for x, y in zip(SA, SB)]                          # each half corrected by the other's â
+    S, H = SA + SB, rA * HA + rB * HB
+    C = aB * SA + aA * SB                                                  # each half corrected by the other's â
     return params, S, H, C, torch.where(inA, aB, aA), (aA.item() + aB.item()) / 2
 
 @patch
@@ -195,8 +213,8 @@ def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, param
     if kappa is None or self.sf_params != 'all':                          # general path: the surrogate's own backward
         return ((f + h - a_n) * lpf).sum() / N, a
     A, B = (1 + kappa * N / (N - 1), -kappa * h.sum() / (N - 1)) if loo else (1 + kappa, 0.)
-    G = [(A * Hp + B * Sp - Cp).detach() / N for Sp, Hp, Cp in zip(S, H, C)]
-    return sum((g * p).sum() for g, p in zip(G, params)), a
+    G = ((A * H + B * S - C).detach() / N).split([p.numel() for p in params])
+    return sum((g.view_as(p) * p).sum() for g, p in zip(G, params)), a
 
 # %% ../nbs/05_estimators.ipynb #405ad8e0
 @patch

@@ -236,6 +236,29 @@ def test_score_vjps_batched_equals_separate_passes_through_the_sampler():
     J = torch.stack([flat_grad(tr.log_pf[n], params) for n in range(9)])            # (N, P) per-sample scores
     assert torch.allclose(torch.stack([torch.cat([x.flatten() for x in r]) for r in a]), V @ J, atol=1e-10)
 
+def test_score_reduce_reaches_every_sf_path():
+    """`DivergenceLoss.score_reduce` (the hook the distributed trainer sets to the rank mean) sees every score sum the
+    estimator uses. Scaling all sums by c leaves â unchanged (a ratio of sums); on the 'all' path the estimate is a
+    combination of the sums, so the gradient scales by c exactly; the general paths ('last', off-policy) take their
+    gradient from the surrogate's own backward, so it does not change. A reducer that ignored some path, or a path that
+    ignored the reducer, breaks one of these equalities (c = 3 is far from 1: a missed path moves the gradient by 3x)."""
+    env, pf, params, _ = mlp_bed()
+    torch.manual_seed(5)
+    on, off = sample_trajectories(env, pf, 10), sample_trajectories(env, pf, 10, epsilon=0.3)
+    calls = []
+    def times3(rows):
+        calls.append(len(rows)); return [[3 * g for g in r] for r in rows]
+    for cls in (Renyi, lambda **kw: Tsallis(log_shift=0., **kw)):
+        for sc, k in (('crossfit', 4), ('batch', 2)):
+            for sp, b, scale in (('all', on, 3.), ('last', on, 1.), ('all', off, 1.)):
+                L0, L1 = cls(sf_coef=sc, sf_params=sp), cls(sf_coef=sc, sf_params=sp)
+                L1.score_reduce = times3
+                (v0, d0), (v1, d1) = L0(b, params), L1(b, params)
+                g0, g1 = flat_grad(v0, params), flat_grad(v1, params)
+                assert calls.pop() == k and not calls                      # called once per batch, on the k sums
+                assert math.isclose(d1['cv_coef'], d0['cv_coef'], rel_tol=1e-12), (sc, sp, d0, d1)
+                assert torch.allclose(g1, scale * g0, rtol=1e-10, atol=1e-12 * g0.abs().max().item()), (sc, sp)
+
 def test_sf_coef_option_and_errors():
     env, pf, _, ts = setup()
     for cls in (ReverseKL, ForwardKL, Renyi, Tsallis):
