@@ -6,10 +6,11 @@
 from __future__ import annotations
 import csv, io, math, numbers, os, urllib.request
 from pathlib import Path
+from .training import Trainer, TrainConfig
 
 # %% auto #0
-__all__ = ['RAW_URL', 'repo_root', 'raw_url', 'rows_to_csv', 'csv_to_rows', 'write_rows', 'read_rows', 'save_figure', 't_cdf',
-           't_quantile', 'mean_ci']
+__all__ = ['RAW_URL', 'repo_root', 'raw_url', 'rows_to_csv', 'csv_to_rows', 'write_rows', 'read_rows', 'save_figure',
+           'train_until', 'as_runs', 't_cdf', 't_quantile', 'mean_ci']
 
 # %% ../nbs/14_experiments.ipynb #ac5b66cc
 RAW_URL = 'https://raw.githubusercontent.com/gfn-nbdev/gfn_nbdev/main/'    # the committed files of the main branch
@@ -78,6 +79,31 @@ def save_figure(fig, path, root=None, dpi: int = 80) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi, bbox_inches='tight')
     return out
+
+# %% ../nbs/14_experiments.ipynb #ba82664d
+class _Stop(Exception): "Raised by `train_until`'s callback to end a run early."
+
+def train_until(cfg: TrainConfig, stop: int | None = None) -> Trainer:
+    "A `Trainer` of `cfg` run to `cfg.steps`, or ended after its first evaluation at step `stop` or later (the schedule still spans `cfg.steps`)."
+    if stop is not None and stop < 0: raise ValueError(f"stop must be a step >= 0 or None, got {stop!r}")
+    def callback(trainer, row):
+        if row['step'] >= stop: raise _Stop
+    t = Trainer(cfg, callbacks=[callback] if stop is not None else [])
+    try: t.run()
+    except _Stop: pass
+    return t
+
+# %% ../nbs/14_experiments.ipynb #80942cf1
+def as_runs(rows, by: str = 'loss', names: dict | None = None, order=None, **where) -> list:
+    "`compare`-style run records (loss: the label of `by`'s value, seed, history sorted by step) of the rows matching `where`."
+    rows = [r for r in rows if all(r[k] == v for k, v in where.items())]
+    keys = list(dict.fromkeys(r[by] for r in rows)) if order is None else [k for k in order if any(r[by] == k for r in rows)]
+    runs = []
+    for k in keys:
+        for s in sorted({r['seed'] for r in rows if r[by] == k}):
+            h = sorted((r for r in rows if r[by] == k and r['seed'] == s), key=lambda r: r['step'])
+            runs.append(dict(loss=(names or {}).get(k, k), seed=s, history=h))
+    return runs
 
 # %% ../nbs/14_experiments.ipynb #09bffe54
 def t_cdf(t: float, df: int) -> float:
