@@ -2,8 +2,8 @@
 scores (sf_params='all', the default) or from the final layer's ('last'), against TB; and the variance each removes.
 
     OMP_NUM_THREADS=1 python benchmarks/sf_speed.py [--rounds 7] [--steps 30] [--reps 3] [--no-variance | --no-speed]
-        [--M 60] [--Ns 16,64,256] [--tasks hypergrid,sets] [--cost-only] [--cost-rounds 5] [--cost-batches 4]
-        [--threads 1] [--seed 0] [--quick] [--out FILE]
+        [--frozen] [--variants tb,rev_kl,...] [--M 60] [--Ns 16,64,256] [--tasks hypergrid,sets] [--cost-only]
+        [--cost-rounds 5] [--cost-batches 4] [--threads 1] [--seed 0] [--quick] [--out FILE]
 
 Results: benchmarks/results/sf_speed.txt (about 5 minutes for the speed table and 6 for the variance table on one
 shared CPU thread).
@@ -12,7 +12,9 @@ Speed: hypergrid D=4 H=8, batch 64, 2x256 MLP, fixed uniform p_B, CPU (the confi
 benchmarks/vs_torchgfn.py). One iteration is `Trainer.train_step`: sample 64 trajectories on-policy, evaluate the loss,
 backward, clip the gradient norm at 10, Adam step. Variants: TB; reverse KL (cv='loo+sf': its coefficient is exactly
 1 and never estimated, so sf_params does not apply); Renyi-0.5 and Tsallis-0.5 with cv='loo+sf', sf_coef='crossfit'
-and sf_params 'last' or 'all'. Every trainer is built in this one process (seed --seed); a round times `--reps`
+and sf_params 'last' or 'all'; and ':all:vjps', the same 'all' losses with the per-layer score sums switched off (their
+four sums by `score_vjps`, four backward passes: the cost before the per-layer path, measured in the same process).
+`--variants` picks a subset (tb first: the ratios are to it). Every trainer is built in this one process (seed --seed); a round times `--reps`
 blocks of `--steps` iterations of every variant (after a warm-up block, `timing.timed`), in an order rotated from
 round to round, and the step-cost ratios to TB are taken within a round (paired), so that drift in the machine's
 load moves both sides of a ratio alike. Each variant trains its own policy, and a step's cost grows with the number
@@ -48,19 +50,23 @@ VARIANTS = {'tb': ('tb', {}), 'rev_kl': ('rev_kl', dict(cv='loo+sf')),
             'renyi:last': ('renyi', dict(alpha=0.5, cv='loo+sf', sf_params='last')),
             'renyi:all': ('renyi', dict(alpha=0.5, cv='loo+sf', sf_params='all')),
             'tsallis:last': ('tsallis', dict(alpha=0.5, cv='loo+sf', sf_params='last')),
-            'tsallis:all': ('tsallis', dict(alpha=0.5, cv='loo+sf', sf_params='all'))}
+            'tsallis:all': ('tsallis', dict(alpha=0.5, cv='loo+sf', sf_params='all')),
+            'renyi:all:vjps': ('renyi', dict(alpha=0.5, cv='loo+sf', sf_params='all')),
+            'tsallis:all:vjps': ('tsallis', dict(alpha=0.5, cv='loo+sf', sf_params='all'))}
+DEFAULT_VARIANTS = 'tb,rev_kl,renyi:last,renyi:all,tsallis:last,tsallis:all,renyi:all:vjps,tsallis:all:vjps'
 
-def trainer_step(loss, kw, seed, frozen=False):
-    "One training iteration (`Trainer.train_step`) of gfn_nbdev for `loss` with arguments `kw`; `frozen`: learning rates 1e-12."
+def trainer_step(loss, kw, seed, frozen=False, vjps=False):
+    "One training iteration (`Trainer.train_step`) of gfn_nbdev for `loss` with arguments `kw`; `frozen`: learning rates 1e-12; `vjps`: score sums by score_vjps (k backward passes), never per layer."
     from gfn_nbdev.training import Trainer, TrainConfig
     lrs = dict(lr=1e-12, lr_aux=1e-12) if frozen else {}
     tr = Trainer(TrainConfig(task_kw=dict(ndim=CONFIG['ndim'], height=CONFIG['height']), loss=loss, loss_kw=kw,
                              batch_size=CONFIG['batch'], hidden=CONFIG['hidden'], n_layers=CONFIG['n_layers'],
                              steps=10 ** 9, progress=False, device='cpu', seed=seed, **lrs))
+    if vjps: tr.loss._fast_score_sums = lambda *args: None               # the per-layer path declines: score_vjps
     return tr.train_step
 
 def speed(a):
-    steps = {v: trainer_step(*VARIANTS[v], a.seed, a.frozen) for v in VARIANTS}
+    steps = {v: trainer_step(*VARIANTS[v], a.seed, a.frozen, v.endswith(':vjps')) for v in a.variants.split(',')}
     names = list(steps)
     res = {v: [] for v in names}
     print(f"speed: hypergrid D={CONFIG['ndim']} H={CONFIG['height']}, batch {CONFIG['batch']}, 2x{CONFIG['hidden']} MLP, "
@@ -80,7 +86,7 @@ def speed(a):
         ratio = {k: [x[k] / y[k] for x, y in zip(res[v], res['tb'])] for k in ('wall', 'cpu')}
         print(f"  {v:14s} {fmt_spread(x['wall'] for x in res[v]):>22s} {fmt_spread(x['cpu'] for x in res[v]):>22s} "
               f"{fmt_spread(ratio['wall'], '.2f'):>22s} {fmt_spread(ratio['cpu'], '.2f'):>22s}"
-              + ('   target <= 1.15' if v.endswith(':last') else ''))
+              + ('   target <= 1.15' if v.endswith((':last', ':all')) else ''))
 
 def grad_cost(env, pf, losses, N, rounds, batches, seed):
     "{name: median over `rounds` of the mean process CPU ms of one gradient evaluation (sample N, loss, backward)}."
@@ -167,6 +173,7 @@ def main():
     p.add_argument('--frozen', action='store_true', help='speed: learning rates 1e-12, so that every variant keeps sampling '
                    'from the initial policy (its short trajectories; without it each variant times the policy it is learning)')
     p.add_argument('--no-speed', action='store_true', help='only the variance table')
+    p.add_argument('--variants', default=DEFAULT_VARIANTS, help=f'speed: the variants timed, tb first; default {DEFAULT_VARIANTS}')
     p.add_argument('--M', type=int, default=60, help='variance: batches per N; default 60')
     p.add_argument('--Ns', default='16,64,256', help='variance: batch sizes; default 16,64,256')
     p.add_argument('--tasks', default='hypergrid,sets', help='variance: tasks (hypergrid, sets)')

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['check_finite', 'check_shape', 'check_device', 'Env', 'GraphEnv', 'diamond_env', 'check_exploration',
            'MaskedCategorical', 'MLP', 'DiscretePolicy', 'UniformBackward', 'Trajectories', 'default_backward',
-           'sample_trajectories', 'log_pf_of', 'sample_backward', 'Loss']
+           'LinearCapture', 'sample_trajectories', 'log_pf_of', 'sample_backward', 'Loss']
 
 # %% ../nbs/00_core.ipynb #5a86ab60
 def _rows(bad: Tensor, k: int = 5) -> str:
@@ -317,6 +317,7 @@ class Trajectories:
     lengths: Tensor       # (N,) number of transitions, stop included
     x: Tensor             # (N, *state_shape) terminal objects
     log_reward: Tensor    # (N,) log R(x)
+    capture = None        # not a field: the `LinearCapture` of the scoring call (set by `sample_trajectories`), or None
 
     @property
     def log_pf(self) -> Tensor: return self.log_pf_steps.sum(1)   # (N,)
@@ -415,7 +416,10 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
         keep = torch.cat([torch.ones(k, dtype=torch.bool, device=dev) if d is None else d
                           for k, d in zip(counts, rec['decided'])]).nonzero()[:, 0]
         R, t, S, A = R[keep], t[keep], S[keep], A[keep]
-    lpf = pf.dist(S).log_prob(A) if R.shape[0] else torch.zeros(0, device=dev)   # the one differentiable policy call
+    seen = {}
+    if R.shape[0]:
+        with _linear_hooks(pf) as seen: lpf = pf.dist(S).log_prob(A)    # the one differentiable policy call
+    else: lpf = torch.zeros(0, device=dev)
     log_pf = torch.zeros(n, T, dtype=lpf.dtype, device=dev).index_put((R, t), lpf)
     log_pb = torch.zeros(n, T, device=dev)
     if rec['prev']:                                                       # the moves of step t end in step t+1's states
@@ -425,7 +429,34 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
         lq = torch.cat(rec['log_q'])
         log_q = torch.zeros(n, T, dtype=lq.dtype, device=dev).index_put_((Rall, tall), lq)
     else: log_q = log_pf.detach()                                         # on-policy: the behaviour is p_F itself
-    return Trajectories(states, actions, log_pf, log_pb, log_q, lengths, x, None)
+    traj = Trajectories(states, actions, log_pf, log_pb, log_q, lengths, x, None)
+    if seen and lpf.requires_grad: traj.capture = LinearCapture(pf, [(m, *xy) for m, xy in seen.items()], lpf, R, log_pf)
+    return traj
+
+# %% ../nbs/00_core.ipynb #d1058dce
+from contextlib import contextmanager
+
+@dataclass
+class LinearCapture:
+    "The `nn.Linear` layers of the one differentiable policy call of `sample_trajectories`: what per-layer score sums need."
+    policy: nn.Module   # the policy that was called
+    layers: list        # [(module, input (L, in), output (L, out))] in call order; (module, None, None): called twice
+    lpf: Tensor         # (L,) log p_F of each scored record
+    rows: Tensor        # (L,) the trajectory (row of the batch) of each record
+    steps: Tensor       # (N, T) the log_pf_steps the records were put into
+    def __repr__(self):
+        return f"LinearCapture({type(self.policy).__name__}, {len(self.layers)} nn.Linear calls, L={len(self.lpf)} records)"
+
+@contextmanager
+def _linear_hooks(pf):
+    "Within the block, {module: (input, output)} of the calls of every nn.Linear of `pf`; (None, None) for one called twice."
+    seen, hooks = {}, []
+    def hook(m, args, out): seen[m] = (None, None) if m in seen or len(args) != 1 else (args[0], out)
+    if isinstance(pf, nn.Module) and torch.is_grad_enabled():
+        hooks = [m.register_forward_hook(hook) for m in pf.modules() if isinstance(m, nn.Linear)]
+    try: yield seen
+    finally:
+        for h in hooks: h.remove()
 
 # %% ../nbs/00_core.ipynb #3bc14ab0
 def sample_trajectories(env: Env, pf, n: int, pb=None, epsilon: float = 0., temperature: float = 1.,

@@ -17,7 +17,8 @@ from .divergences import _check_alpha
 # %% auto #0
 __all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples',
            'loo_baseline', 'sf_coefficient', 'half_coefficient', 'last_layer', 'DivergenceLoss', 'score_vjps',
-           'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy']
+           'capture_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis',
+           'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -126,6 +127,98 @@ def score_vjps(lpf: Tensor, params, V: Tensor, batched: bool = None) -> list:
         if gs is not None: return [fill(gs, k) for k in range(len(V))]
     return [fill(torch.autograd.grad(lpf, params, grad_outputs=v, retain_graph=True, allow_unused=True)) for v in V]
 
+# %% ../nbs/05_estimators.ipynb #9cd12f67
+def _support_groups(C: Tensor) -> tuple:
+    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows, start, end, (|rows|, end - start, 1) weights)] of `perm`'s slices."
+    k = C.shape[0]
+    code = ((C != 0).long() << torch.arange(k, device=C.device)[:, None]).sum(0)   # (L,) the rows that weight each record
+    code, perm = torch.sort(code, stable=True)
+    vals, counts = torch.unique_consecutive(code, return_counts=True)
+    out, a, Cs = [], 0, C[:, perm]
+    for c, m in zip(vals.tolist(), counts.tolist()):
+        if c: P = [i for i in range(k) if c >> i & 1]; out.append((P, a, a + m, Cs[P, a:a + m, None]))
+        a += m                                                            # code 0: no row weights them, they add nothing
+    return perm, out
+
+class _Rows(list):
+    "Score sums as a list of rows (each a list over params) that are views of one matrix `flat` (k, P)."
+    flat = None
+
+def capture_score_sums(cap, V: Tensor, params) -> list:
+    "For each row v of `V` (k, N), Σ_r v_{R_r} ∇lpf_r over `params` from one backward pass to the `LinearCapture` `cap`'s layer outputs (exact for a row-wise policy); None if some param is not a captured layer's weight or bias."
+    L, where = cap.lpf.shape[0], {}
+    for j, (m, x, y) in enumerate(cap.layers):
+        ok = x is not None and x.dim() == 2 and y.dim() == 2 and x.shape[0] == L and y.shape[0] == L and y.requires_grad
+        for t, b in ((m.weight, 0), (m.bias, 1)):
+            if t is None: continue
+            where[id(t)] = None if id(t) in where or not ok else (j, t, b)  # a tensor shared by two layers: general path
+    at = [where.get(id(p)) for p in params]
+    if not at or any(w is None or w[1] is not p for w, p in zip(at, params)): return None
+    J = sorted({w[0] for w in at})
+    gs = dict(zip(J, torch.autograd.grad(cap.lpf, [cap.layers[j][2] for j in J], grad_outputs=torch.ones_like(cap.lpf),
+                                         retain_graph=True, allow_unused=True)))   # g^(l): (L, out), the one backward pass
+    k, dt = len(V), cap.lpf.dtype
+    off = [0]
+    for p in params: off.append(off[-1] + p.numel())
+    out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened
+    done = set()                                                          # the (row, param) blocks that hold a value
+    with torch.no_grad():
+        C = V.to(dt)[:, cap.rows]                                         # (k, L) the weight of each record
+        perm, groups = _support_groups(C)                                 # crossfit: half A's records, half B's
+        for u, ((j, _, is_b), p, a, b) in enumerate(zip(at, params, off, off[1:])):
+            x, g = cap.layers[j][1].detach(), gs[j]
+            if g is None: continue                                        # a layer that does not reach log p_F: zeros
+            if is_b: out[:, a:b] = C @ g; done.update((i, u) for i in range(k)); continue   # S_v[b] = Σ_r v_{R_r} g_r
+            (o, n) = p.shape
+            xs, gs_ = x[perm], g[perm]                                    # each group's records contiguous
+            for P, s, e, Cq in groups:                                    # S_v[W] = (v_R g)ᵀ x over the group's records
+                xp, gp = xs[s:e], gs_[s:e]
+                for q, i in enumerate(P):
+                    Wi, beta = out[i, a:b].view(o, n), float((i, u) in done)   # beta 0: the block is written, not read
+                    if n <= o: Wi.addmm_(gp.T, Cq[q] * xp, beta=beta)      # weight the narrower side
+                    else: Wi.addmm_((Cq[q] * gp).T, xp, beta=beta)
+                    done.add((i, u))
+        for i in range(k):                                                # blocks no record reached: zero
+            for u in range(len(params)):
+                if (i, u) not in done: out[i, off[u]:off[u + 1]] = 0
+    rows = _Rows([[out[i, a:b].view(p.shape) for p, a, b in zip(params, off, off[1:])] for i in range(k)])
+    rows.flat = out
+    return rows
+
+# %% ../nbs/05_estimators.ipynb #93909e34
+import weakref
+_FAST_CHECKED = weakref.WeakKeyDictionary()   # loss -> WeakKeyDictionary(policy -> bool): its per-layer sums agreed with score_vjps
+
+def _capture_of(traj, lpf: Tensor):
+    "`traj.capture` when `lpf` is `traj.log_pf_steps.sum(1)` and those steps hold the captured records, else None."
+    cap = getattr(traj, 'capture', None)
+    if cap is None or getattr(traj, 'log_pf_steps', None) is not cap.steps or lpf.grad_fn is None: return None
+    fn, nxt = lpf.grad_fn, lpf.grad_fn.next_functions
+    if type(fn).__name__ != 'SumBackward1' or tuple(getattr(fn, '_saved_dim', ())) != (1,) or len(nxt) != 1: return None
+    if nxt[0][0] is None or nxt[0][0] is not cap.steps.grad_fn: return None
+    return cap if any(f is cap.lpf.grad_fn for f, _ in cap.steps.grad_fn.next_functions) else None
+
+@patch
+def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap):
+    "`capture_score_sums`, checked against `score_vjps` on the first batch of each (loss, policy); None: use `score_vjps`."
+    seen = _FAST_CHECKED.get(self)
+    if seen is None: seen = _FAST_CHECKED[self] = weakref.WeakKeyDictionary()
+    ok = seen.get(cap.policy)
+    if ok is False: return None
+    rows = capture_score_sums(cap, V, params)
+    if rows is None or ok: return rows
+    ref = score_vjps(lpf, params, V)
+    flat = lambda rs: torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rs])
+    d, s = flat(rows) - flat(ref), flat(ref)
+    err = (d.norm(dim=1).max() / s.norm(dim=1).max().clamp_min(torch.finfo(s.dtype).tiny)).item()
+    rtol = 1e-8 if s.dtype == torch.float64 else 1e-4                      # summation order only: 3e-7 / 4e-16 measured
+    seen[cap.policy] = ok = err <= rtol
+    if not ok:
+        warnings.warn(f"{type(self).__name__}: the per-layer score sums of the policy {type(cap.policy).__name__} differ "
+                      f"from score_vjps by {err:.3g} (relative, > {rtol:g}): its layers do not act row by row on the "
+                      f"batch; this loss uses score_vjps for this policy from now on")
+    return ref
+
 # %% ../nbs/05_estimators.ipynb #52a1fc11
 def _read_batch(traj) -> tuple:
     "The checked vectors log_pf, log_pb, log_reward (N,) of a batch, and whether it is an exact set."
@@ -154,15 +247,16 @@ def _structure(x):
     return [_structure(y) for y in x] if isinstance(x, (list, tuple)) else type(x).__name__
 
 @patch
-def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params) -> tuple:
-    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set."
+def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, capture=None) -> tuple:
+    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set; per layer from `capture` (a `LinearCapture` of `lpf`) where it applies."
     if params is None:
         raise ValueError(f"cv={self.cv!r} needs the policy parameters for the score-function control variate: "
                          f"call loss(traj, params) with params = list(pf.parameters()), or use cv='loo' or None")
     params = [p for p in params if p.requires_grad]
     if not params or not lpf.requires_grad:
         raise ValueError(f"cv={self.cv!r} needs traj.log_pf to carry a gradient w.r.t. params")
-    rows = score_vjps(lpf, params, V)
+    rows = None if capture is None else self._fast_score_sums(V, lpf, params, capture)
+    if rows is None: rows = score_vjps(lpf, params, V)
     if self.score_reduce is None: return params, rows
     out = self.score_reduce(rows)
     ok = isinstance(out, (list, tuple)) and len(out) == len(rows) and all(
@@ -174,21 +268,34 @@ def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params) -> tuple:
     return params, [list(r) for r in out]
 
 # %% ../nbs/05_estimators.ipynb #514f8557
-def _flat(rows) -> list:
-    "Each row of score sums (a list over params) as one flat vector (P,): one op per row below instead of one per tensor."
-    return [torch.cat([g.reshape(-1) for g in row]) for row in rows]
+def _flat(rows) -> Tensor:
+    "The score sums as one matrix (k, P): row i is row i's tensors flattened and joined (the fast path's own matrix, when it carries one)."
+    R = getattr(rows, 'flat', None)
+    return R if R is not None else torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
+
+class _GradientOf(torch.autograd.Function):
+    "A zero whose gradient w.r.t. `params` is the flat `G` (P,) split over them: ⟨sg(G), θ⟩ with one node instead of one product per tensor."
+    @staticmethod
+    def forward(ctx, G, *params):
+        ctx.G, ctx.shapes = G, [p.shape for p in params]
+        return G.new_zeros(())
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, *(g.view(s) * grad for g, s in zip(ctx.G.split([s.numel() for s in ctx.shapes]), ctx.shapes)))
 
 @patch
-def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None, r=None) -> tuple:
-    "params, S, H, the correction C = Σ_n r_n â_n ∇s_n (flat, (P,) over params), the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
+def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None, r=None, capture=None) -> tuple:
+    "params, the score sums R (k, P), coefficient rows (cS, cH, cC) (k,) with S = cS R, H = cH R and the correction C = cC R = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
     N = len(h)
     w = (lambda v: v) if r is None else (lambda v: r * v)                 # off-policy: S = Σ ω∇s, H = Σ ωh∇s
     if self.sf_params == 'last' and params is not None: params = last_layer(p for p in params if p.requires_grad)   # â from the final layer
     if self.sf_coef == 'batch':
-        params, rows = self.score_sums(torch.stack([w(torch.ones_like(h)), w(h)]), lpf, params)   # V: (2, N)
-        S, H = _flat(rows)
-        a = sf_coefficient([S], [H])
-        return params, S, H, a * S, a.expand(N), a.item()
+        params, rows = self.score_sums(torch.stack([w(torch.ones_like(h)), w(h)]), lpf, params, capture)   # V: (2, N)
+        R = _flat(rows)                                                   # rows S, H
+        Gr = R @ R.T                                                      # all the inner products â needs, one product
+        a = Gr[0, 1] / (torch.finfo(R.dtype).tiny + Gr[0, 0])             # `sf_coefficient`
+        e = torch.eye(2, dtype=R.dtype, device=R.device)
+        return params, R, e[0], e[1], a * e[0], a.expand(N), a.item()
     if N < 2:
         raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
                          f"got N={N}: use sf_coef='batch', or cv='loo' or None")
@@ -196,25 +303,29 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     if h_within is None: hw = h
     else: hw = torch.empty_like(h); hw[inA], hw[~inA] = h_within(inA), h_within(~inA)   # h normalised within each half
     one = inA.to(h)
-    params, rows = self.score_sums(torch.stack([w(one), w(1 - one), w(hw * one), w(hw * (1 - one))]), lpf, params)   # V: (4, N)
-    SA, SB, HA, HB = _flat(rows)
-    aA, aB = half_coefficient([SA], [HA], hw[inA]), half_coefficient([SB], [HB], hw[~inA])
+    params, rows = self.score_sums(torch.stack([w(one), w(1 - one), w(hw * one), w(hw * (1 - one))]), lpf, params, capture)   # V: (4, N)
+    R = _flat(rows)                                                       # rows S_A, S_B, H_A, H_B
+    Gr, tiny = R @ R.T, torch.finfo(R.dtype).tiny
+    aA = torch.clamp(Gr[0, 2] / (tiny + Gr[0, 0]), hw[inA].min(), hw[inA].max())   # `half_coefficient` of each half
+    aB = torch.clamp(Gr[1, 3] / (tiny + Gr[1, 1]), hw[~inA].min(), hw[~inA].max())
     rA, rB = (1., 1.) if h_within is None else (h[inA].sum() / hw[inA].sum(), h[~inA].sum() / hw[~inA].sum())   # to h's scale
-    S, H = SA + SB, rA * HA + rB * HB
-    C = aB * SA + aA * SB                                                  # each half corrected by the other's â
-    return params, S, H, C, torch.where(inA, aB, aA), (aA.item() + aB.item()) / 2
+    z, o = torch.zeros((), dtype=R.dtype, device=R.device), torch.ones((), dtype=R.dtype, device=R.device)
+    cS, cH = torch.stack([o, o, z, z]), torch.stack([z, z, o * rA, o * rB])   # S = S_A + S_B, H = r_A H_A + r_B H_B
+    cC = torch.stack([aB, aA, z, z])                                      # C = â_B S_A + â_A S_B: each half by the other's â
+    return params, R, cS, cH, cC, torch.where(inA, aB, aA), (aA.item() + aB.item()) / 2
 
 @patch
-def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa, h_within=None, rho=None) -> tuple:
+def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa, h_within=None, rho=None,
+                  capture=None) -> tuple:
     "The score-function-CV surrogate and the reported â; f is already leave-one-out centred if `loo`; `rho`: off-policy weights."
     N = len(h)
-    params, S, H, C, a_n, a = self._sf_correction(h, lpf, params, h_within, None if rho is None else N * rho)
+    params, R, cS, cH, cC, a_n, a = self._sf_correction(h, lpf, params, h_within, None if rho is None else N * rho, capture)
     if rho is not None: return (rho * (f + h - a_n) * lpf).sum(), a        # off-policy: the general path
     if kappa is None or self.sf_params != 'all':                          # general path: the surrogate's own backward
         return ((f + h - a_n) * lpf).sum() / N, a
     A, B = (1 + kappa * N / (N - 1), -kappa * h.sum() / (N - 1)) if loo else (1 + kappa, 0.)
-    G = ((A * H + B * S - C).detach() / N).split([p.numel() for p in params])
-    return sum((g.view_as(p) * p).sum() for g, p in zip(G, params)), a
+    G = (((A * cH + B * cS - cC) / N).to(R.dtype) @ R).detach()           # (A H + B S − C)/N, flat (P,)
+    return _GradientOf.apply(G, *params), a
 
 # %% ../nbs/05_estimators.ipynb #405ad8e0
 @patch
@@ -235,7 +346,7 @@ def forward(self: DivergenceLoss, traj, params=None) -> tuple:
     if loo: f = f - loo_baseline(f, log_om)
     if sf and c.get('h_is_one'): h, a, sf = None, 1., False               # reverse KL: â = 1, the h term vanishes
     if sf: surr, a = self._sf_surrogate(f, h, lpf, params, loo, c.get('f_over_h'), c.get('h_within'),
-                                        None if log_om is None else log_rho.exp())
+                                        None if log_om is None else log_rho.exp(), _capture_of(traj, lpf))
     else: surr = (log_rho.exp() * (f if h is None else f + h) * lpf).sum()
     if lpb.requires_grad: surr = surr + (log_rho.exp() * c['kB'] * lpb).sum()    # pathwise term, learned p_B
     value = c['value'].to(lpf.dtype)

@@ -353,3 +353,158 @@ def test_control_variates_reduce_variance_on_sets():
 def test_sf_crossfit_unbiased_on_an_mlp_policy_N64(name):
     "As the fast test at N = 64 (the bias of the same-batch â is the same, the s.e. twice as large): 1200 batches."
     check_projections(name, N=64, M=1200)
+
+# ------------------------------------------------------------------- per-layer score sums (nbs/05, issue 13)
+
+import gfn_nbdev.estimators as _est
+
+def _flat_rows(rows): return torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rows])
+
+def _loss_grad(loss, tr, params, fast=True):
+    "The gradient of `loss` on `tr`, through the per-layer sums (`fast`) or with the batch's capture removed (score_vjps)."
+    cap = tr.capture
+    if not fast: tr.capture = None
+    try: v, _ = loss(tr, params)
+    finally: tr.capture = cap
+    return torch.cat([g.flatten() for g in torch.autograd.grad(v, params, retain_graph=True)])
+
+@pytest.fixture
+def fast_calls(monkeypatch):
+    "The number of times each call of the per-layer sums returned sums (not None), as a list of booleans."
+    calls, orig = [], _est.capture_score_sums
+    monkeypatch.setattr(_est, 'capture_score_sums', lambda *a: (lambda r: calls.append(r is not None) or r)(orig(*a)))
+    return calls
+
+def _task(task):
+    from gfn_nbdev.tasks.hypergrid import HyperGrid
+    from gfn_nbdev.tasks.sets import SetGeneration
+    env = dict(hypergrid=lambda: HyperGrid(2, 4), sets=lambda: SetGeneration(n_items=6, set_size=3))[task]()
+    torch.manual_seed(0)
+    return env, env.policy(hidden=16)
+
+@pytest.mark.parametrize('task', ['hypergrid', 'sets'])
+@pytest.mark.parametrize('epsilon', [0., 0.2])
+def test_capture_score_sums_equal_score_vjps(task, epsilon):
+    """For an MLP DiscretePolicy (float64), the per-layer sums of the sampler's capture equal score_vjps's backward
+    passes for the cross-fitted rows (two disjoint halves), the 'batch' rows (every record) and random rows, to 1e-10
+    relative (they differ by summation order only: ~1e-15)."""
+    env, pf = _task(task)
+    params = list(pf.parameters())
+    tr = sample_trajectories(env, pf, 10, epsilon=epsilon)
+    assert tr.capture is not None and _est._capture_of(tr, tr.log_pf) is tr.capture
+    one = (torch.arange(10) < 5).double()
+    h = torch.rand(10, generator=torch.Generator().manual_seed(1))
+    for V in (torch.stack([one, 1 - one, h * one, h * (1 - one)]), torch.stack([torch.ones(10), h]),
+              torch.randn(3, 10, generator=torch.Generator().manual_seed(2))):
+        fast, ref = _flat_rows(capture_score_sums(tr.capture, V, params)), _flat_rows(score_vjps(tr.log_pf, params, V))
+        assert (fast - ref).norm() <= 1e-10 * ref.norm()
+
+@pytest.mark.parametrize('task', ['hypergrid', 'sets'])
+@pytest.mark.parametrize('epsilon', [0., 0.2])
+@pytest.mark.parametrize('sf_coef', ['crossfit', 'batch'])
+@pytest.mark.parametrize('name', ['renyi', 'tsallis'])
+def test_fast_score_sums_give_the_old_gradient(task, epsilon, sf_coef, name, fast_calls):
+    """The whole loss gradient (Renyi/Tsallis, cv='loo+sf', sf_params='all'; on-policy and ε-off-policy; cross-fitted and
+    batch â) through the per-layer sums equals the one through score_vjps to 1e-10, on the batch that is checked and on
+    a later one, which is trusted without a check; the per-layer sums were computed on both."""
+    env, pf = _task(task)
+    params, loss = list(pf.parameters()), make(name, sf_coef=sf_coef)
+    for b in range(2):
+        tr = sample_trajectories(env, pf, 10, epsilon=epsilon)
+        fast_calls.clear()
+        g_fast, g_old = _loss_grad(loss, tr, params), _loss_grad(loss, tr, params, fast=False)
+        assert fast_calls == [True]
+        assert (g_fast - g_old).norm() <= 1e-10 * g_old.norm(), (b, (g_fast - g_old).norm().item())
+    assert _est._FAST_CHECKED[loss][pf] is True
+
+def test_fast_score_sums_are_reduced():
+    """score_reduce (the distributed hook) applies to the per-layer sums: scaling them by 3 scales the 'all' gradient by 3
+    on a trusted (second) batch, as on the score_vjps path."""
+    env, pf = _task('hypergrid')
+    params, loss = list(pf.parameters()), Renyi(0.5)
+    _loss_grad(loss, sample_trajectories(env, pf, 10), params)                      # the check
+    tr = sample_trajectories(env, pf, 10)
+    g = _loss_grad(loss, tr, params)
+    loss.score_reduce = lambda rows: [[3 * t for t in r] for r in rows]
+    g3, g3_old = _loss_grad(loss, tr, params), _loss_grad(loss, tr, params, fast=False)
+    assert torch.allclose(g3, 3 * g, rtol=1e-10, atol=0) and torch.allclose(g3, g3_old, rtol=1e-10, atol=1e-14)
+
+def test_mixture_policy_takes_the_fast_path():
+    "The continuous MixturePolicy's parameters are all nn.Linear of its MLP, applied row by row: the per-layer sums apply and are exact."
+    from gfn_nbdev.tasks.continuous import CoordinateEnv
+    env = CoordinateEnv('mixture')
+    torch.manual_seed(0)
+    pf = env.policy(hidden=16)
+    params = list(pf.parameters())
+    tr = sample_trajectories(env, pf, 8)
+    V = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    fast = capture_score_sums(tr.capture, V, params)
+    assert fast is not None
+    ref = _flat_rows(score_vjps(tr.log_pf, params, V))
+    assert (_flat_rows(fast) - ref).norm() <= 1e-10 * ref.norm()
+
+def test_fallback_for_a_gnn_policy(fast_calls):
+    """The DAG GNN has a parameter outside any nn.Linear (its node embeddings) and applies its layers to (N, d, H)
+    tensors: the per-layer sums decline (None), the loss falls back to score_vjps, exactly, and records no check."""
+    from gfn_nbdev.tasks.dags import DAGEnv
+    env = DAGEnv(d=3, n_samples=20)
+    torch.manual_seed(0)
+    pf = env.policy(hidden=8, kind='gnn')
+    params, loss = list(pf.parameters()), Renyi(0.5)
+    tr = sample_trajectories(env, pf, 8)
+    assert tr.capture is not None
+    assert capture_score_sums(tr.capture, torch.ones(2, 8), params) is None
+    fast_calls.clear()
+    g, g_old = _loss_grad(loss, tr, params), _loss_grad(loss, tr, params, fast=False)
+    assert fast_calls == [False] and torch.equal(g, g_old)
+    assert pf not in _est._FAST_CHECKED.get(loss, {})
+
+def test_fallback_without_a_capture(fast_calls):
+    """Batches with no capture (sample_backward scores with log_pf_of; a detached-and-rescored or sliced batch) or whose
+    log_pf is not the captured one use score_vjps without trying the per-layer sums."""
+    env, pf = _task('hypergrid')
+    params, loss = list(pf.parameters()), Renyi(0.5)
+    x = sample_trajectories(env, pf, 6).x
+    bt = sample_backward(env, env.backward_policy(), x, pf=pf)
+    assert bt.capture is None
+    tr = sample_trajectories(env, pf, 6)
+    sliced = Trajectories(**{k: getattr(tr, k)[:4] for k in tr.__dataclass_fields__})
+    assert sliced.capture is None
+    tr.log_pf_steps = tr.log_pf_steps * 1.                                   # rebuilt: no longer the captured steps
+    assert _est._capture_of(tr, tr.log_pf) is None
+    fast_calls.clear()
+    for b in (bt, sliced, tr): loss(b, params)
+    assert fast_calls == []
+
+def test_non_rowwise_policy_is_caught():
+    """A policy that adds the batch mean of its hidden layer (so a record's output depends on the other records) breaks
+    the per-layer formula: the check on the first batch warns, naming the policy, and the loss uses score_vjps for it
+    from then on (exact gradient on that batch and the next, no second warning)."""
+    class BatchMean(torch.nn.Module):
+        def forward(self, x): return x + x.mean(0)
+    from gfn_nbdev.tasks.hypergrid import HyperGrid
+    env = HyperGrid(2, 4)
+    torch.manual_seed(0)
+    pf = DiscretePolicy(env, torch.nn.Sequential(torch.nn.Linear(env.encode(env.s0(1)).shape[1], 16), BatchMean(),
+                                                 torch.nn.Tanh(), torch.nn.Linear(16, env.n_actions)))
+    params, loss = list(pf.parameters()), Renyi(0.5)
+    tr = sample_trajectories(env, pf, 10)
+    with pytest.warns(UserWarning, match='DiscretePolicy differ from score_vjps.*do not act row by row'):
+        g = _loss_grad(loss, tr, params)
+    assert _est._FAST_CHECKED[loss][pf] is False
+    assert torch.allclose(g, _loss_grad(loss, tr, params, fast=False), rtol=1e-10, atol=1e-14)
+    tr2 = sample_trajectories(env, pf, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        g2 = _loss_grad(loss, tr2, params)
+    assert torch.allclose(g2, _loss_grad(loss, tr2, params, fast=False), rtol=1e-10, atol=1e-14)
+
+def test_fast_score_sums_final_layer(fast_calls):
+    "sf_params='last' asks for the final layer's sums only: they come per layer too, and the gradient is the old path's."
+    env, pf = _task('sets')
+    params, loss = list(pf.parameters()), Tsallis(0.5, sf_params='last')
+    for b in range(2):
+        tr = sample_trajectories(env, pf, 10)
+        fast_calls.clear()
+        g_fast, g_old = _loss_grad(loss, tr, params), _loss_grad(loss, tr, params, fast=False)
+        assert fast_calls == [True] and (g_fast - g_old).norm() <= 1e-10 * g_old.norm()
