@@ -200,7 +200,7 @@ def _capture_of(traj, lpf: Tensor):
 
 @patch
 def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap):
-    "`capture_score_sums`, checked against `score_vjps` on the first batch of each (loss, policy); None: use `score_vjps`."
+    "`capture_score_sums`, checked against `score_vjps` on the first batch of each (loss, policy) and used if they agree; None: use `score_vjps`."
     seen = _FAST_CHECKED.get(self)
     if seen is None: seen = _FAST_CHECKED[self] = weakref.WeakKeyDictionary()
     ok = seen.get(cap.policy)
@@ -217,7 +217,7 @@ def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap):
         warnings.warn(f"{type(self).__name__}: the per-layer score sums of the policy {type(cap.policy).__name__} differ "
                       f"from score_vjps by {err:.3g} (relative, > {rtol:g}): its layers do not act row by row on the "
                       f"batch; this loss uses score_vjps for this policy from now on")
-    return ref
+    return rows if ok else ref                                             # checked or not, a batch gets the same sums: resumes stay bit-identical
 
 # %% ../nbs/05_estimators.ipynb #52a1fc11
 def _read_batch(traj) -> tuple:
