@@ -103,8 +103,23 @@ def grad_cost(env, pf, losses, N, rounds, batches, seed):
             if r: res[k].append(1e3 * (time.process_time() - c) / batches)
     return {k: statistics.median(v) for k, v in res.items()}
 
-def variance(a):
+def setting(a, make_env, none):
+    """The task, its policy at initialisation (torch seed `a.seed`) and the losses: per divergence (renyi, tsallis) no
+    CV (key `none`) and 'loo+sf' with sf_params 'last' and 'all'. Tsallis gets one fixed shift for all its instances
+    (the largest log R of a first batch), so that traces compare."""
     from gfn_nbdev.estimators import Renyi, Tsallis
+    from gfn_nbdev.core import sample_trajectories
+    env = make_env()
+    torch.manual_seed(a.seed)
+    pf = env.policy()
+    c = sample_trajectories(env, pf, 64).log_reward.max().item()
+    losses = {}
+    for d, mk in dict(renyi=lambda **kw: Renyi(0.5, **kw), tsallis=lambda **kw: Tsallis(0.5, log_shift=c, **kw)).items():
+        losses[(d, none)] = mk(cv=None)
+        for sp in ('last', 'all'): losses[(d, sp)] = mk(cv='loo+sf', sf_params=sp)
+    return env, pf, losses
+
+def variance(a):
     from gfn_nbdev.control_variates import gradient_variance
     from gfn_nbdev.tasks.sets import SetGeneration
     from gfn_nbdev.tasks.hypergrid import HyperGrid
@@ -117,16 +132,7 @@ def variance(a):
     print(f"  {'task':10s} {'N':>5s} {'Renyi last':>11s} {'Renyi all':>10s} {'last/all':>9s} {'Tsallis last':>13s} "
           f"{'Tsallis all':>12s} {'last/all':>9s}")
     for task in a.tasks.split(','):
-        env = envs[task]()
-        torch.manual_seed(a.seed)
-        pf = env.policy()
-        # Tsallis: one fixed shift for all its instances (the largest log R of a first batch), so traces compare
-        from gfn_nbdev.core import sample_trajectories
-        c = sample_trajectories(env, pf, 64).log_reward.max().item()
-        losses = {}
-        for d, mk in dict(renyi=lambda **kw: Renyi(0.5, **kw), tsallis=lambda **kw: Tsallis(0.5, log_shift=c, **kw)).items():
-            losses[(d, None)] = mk(cv=None)
-            for sp in ('last', 'all'): losses[(d, sp)] = mk(cv='loo+sf', sf_params=sp)
+        env, pf, losses = setting(a, envs[task], none=None)
         t0 = time.time()
         for N in Ns:
             rows = gradient_variance(env, pf, losses, [N], a.M, seed=N)
@@ -144,21 +150,12 @@ def variance(a):
 
 def cost_table(a, envs, Ns):
     "The cost of one gradient evaluation per setting, without the traces (--cost-only)."
-    from gfn_nbdev.estimators import Renyi, Tsallis
-    from gfn_nbdev.core import sample_trajectories
     print(f"\ncost: process CPU ms per gradient evaluation (sample N on-policy, loss, backward), 2x256 MLP at initialisation "
           f"(torch seed {a.seed}), alpha = 0.5, median over {a.cost_rounds} rounds of {a.cost_batches} batches; 'none': cv=None")
     print(f"  {'task':10s} {'N':>5s} {'Renyi none':>11s} {'last':>7s} {'all':>7s} {'last/all':>9s} {'Tsallis none':>13s} {'last':>7s} "
           f"{'all':>7s} {'last/all':>9s}")
     for task in a.tasks.split(','):
-        env = envs[task]()
-        torch.manual_seed(a.seed)
-        pf = env.policy()
-        c = sample_trajectories(env, pf, 64).log_reward.max().item()
-        losses = {}
-        for d, mk in dict(renyi=lambda **kw: Renyi(0.5, **kw), tsallis=lambda **kw: Tsallis(0.5, log_shift=c, **kw)).items():
-            losses[(d, 'none')] = mk(cv=None)
-            for sp in ('last', 'all'): losses[(d, sp)] = mk(cv='loo+sf', sf_params=sp)
+        env, pf, losses = setting(a, envs[task], none='none')
         for N in Ns:
             t0 = time.time()
             k = grad_cost(env, pf, losses, N, a.cost_rounds, a.cost_batches, N)

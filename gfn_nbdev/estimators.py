@@ -16,9 +16,9 @@ from .divergences import _check_alpha
 
 # %% auto #0
 __all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples',
-           'loo_baseline', 'sf_coefficient', 'half_coefficient', 'last_layer', 'DivergenceLoss', 'score_vjps',
-           'capture_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis',
-           'ExploredPolicy']
+           'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient', 'last_layer', 'DivergenceLoss',
+           'score_vjps', 'capture_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi',
+           'Tsallis', 'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -68,16 +68,19 @@ def loo_baseline(f: Tensor, log_w: Tensor = None) -> Tensor:
     return torch.softmax(others, 1) @ f
 
 # %% ../nbs/05_estimators.ipynb #7a00f615
+def coefficient(dot: Tensor, sq: Tensor, h: Tensor = None) -> Tensor:
+    "$\\hat a = \\langle S,H\\rangle / (\\varepsilon + \\|S\\|^2)$ from `dot` $=\\langle S,H\\rangle$ and `sq` $=\\|S\\|^2$; clipped to [min h, max h] if `h` is given."
+    a = dot / (torch.finfo(sq.dtype).tiny + sq)
+    return a if h is None else torch.clamp(a, h.min(), h.max())
+
 def sf_coefficient(S, H) -> Tensor:
-    "$\\hat a = \\langle S,H\\rangle / (\\varepsilon + \\|S\\|^2)$ for gradients given as lists of per-parameter tensors."
-    dot = sum((s * h).sum() for s, h in zip(S, H))
-    sq = sum((s * s).sum() for s in S)
-    return dot / (torch.finfo(sq.dtype).tiny + sq)
+    "`coefficient` for gradients given as lists of per-parameter tensors."
+    return coefficient(sum((s * h).sum() for s, h in zip(S, H)), sum((s * s).sum() for s in S))
 
 # %% ../nbs/05_estimators.ipynb #2afdf816
 def half_coefficient(S, H, h: Tensor) -> Tensor:
     "â of one half of a batch, `sf_coefficient(S, H)` clipped to [min h, max h] of that half's coefficients `h`."
-    return torch.clamp(sf_coefficient(S, H), h.min(), h.max())
+    return coefficient(sum((s * x).sum() for s, x in zip(S, H)), sum((s * s).sum() for s in S), h)
 
 # %% ../nbs/05_estimators.ipynb #6c53fad1
 def last_layer(params) -> list:
@@ -293,7 +296,7 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
         params, rows = self.score_sums(torch.stack([w(torch.ones_like(h)), w(h)]), lpf, params, capture)   # V: (2, N)
         R = _flat(rows)                                                   # rows S, H
         Gr = R @ R.T                                                      # all the inner products â needs, one product
-        a = Gr[0, 1] / (torch.finfo(R.dtype).tiny + Gr[0, 0])             # `sf_coefficient`
+        a = coefficient(Gr[0, 1], Gr[0, 0])                               # `sf_coefficient` from the Gram matrix
         e = torch.eye(2, dtype=R.dtype, device=R.device)
         return params, R, e[0], e[1], a * e[0], a.expand(N), a.item()
     if N < 2:
@@ -305,9 +308,8 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     one = inA.to(h)
     params, rows = self.score_sums(torch.stack([w(one), w(1 - one), w(hw * one), w(hw * (1 - one))]), lpf, params, capture)   # V: (4, N)
     R = _flat(rows)                                                       # rows S_A, S_B, H_A, H_B
-    Gr, tiny = R @ R.T, torch.finfo(R.dtype).tiny
-    aA = torch.clamp(Gr[0, 2] / (tiny + Gr[0, 0]), hw[inA].min(), hw[inA].max())   # `half_coefficient` of each half
-    aB = torch.clamp(Gr[1, 3] / (tiny + Gr[1, 1]), hw[~inA].min(), hw[~inA].max())
+    Gr = R @ R.T
+    aA, aB = coefficient(Gr[0, 2], Gr[0, 0], hw[inA]), coefficient(Gr[1, 3], Gr[1, 1], hw[~inA])   # `half_coefficient` of each half
     rA, rB = (1., 1.) if h_within is None else (h[inA].sum() / hw[inA].sum(), h[~inA].sum() / hw[~inA].sum())   # to h's scale
     z, o = torch.zeros((), dtype=R.dtype, device=R.device), torch.ones((), dtype=R.dtype, device=R.device)
     cS, cH = torch.stack([o, o, z, z]), torch.stack([z, z, o * rA, o * rB])   # S = S_A + S_B, H = r_A H_A + r_B H_B
