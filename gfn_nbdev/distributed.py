@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from .core import sample_trajectories
 from .balance import DB, SubTB, StateFlowLoss
 from .estimators import DivergenceLoss, LogProbBatch
@@ -23,7 +24,8 @@ from .training import Trainer, TrainConfig, RUN_FILES, resolve_device, dumps
 # %% auto #0
 __all__ = ['SCALARS', 'world', 'all_gather_cat', 'all_sum', 'all_objects', 'local_scalars', 'global_batch', 'rank_mean',
            'globalize', 'is_local', 'global_loss', 'averaged_parameters', 'all_reduce_grads', 'shard_seed',
-           'check_shards', 'rank_device', 'DistTrainer', 'process_group', 'config_from', 'main']
+           'check_shards', 'rank_device', 'sum_hook', 'DataParallelPolicy', 'DistTrainer', 'process_group',
+           'config_from', 'main']
 
 # %% ../nbs/13_distributed.ipynb #95b5f20b
 def world() -> tuple:
@@ -179,6 +181,37 @@ def rank_device(device, world_size: int = 1, local_rank: int = 0, backend: Optio
         raise ValueError(f"backend 'nccl' needs CUDA tensors, but this rank's device is {str(dev)!r}: use backend 'gloo' on CPU")
     return dev
 
+# %% ../nbs/13_distributed.ipynb #66442482
+class _DistCall(nn.Module):
+    "The call `DistributedDataParallel` wraps: forward(states) = policy.dist(states)."
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = policy
+    def forward(self, states): return self.policy.dist(states)
+
+def sum_hook(state, bucket):
+    "DDP communication hook: a bucket's gradients summed over the ranks (DDP's default hook averages them)."
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda f: f.value()[0])
+
+class DataParallelPolicy(nn.Module):
+    "`policy` whose differentiable calls run through `DistributedDataParallel`: `backward()` sums its gradients over the ranks."
+    def __init__(self, policy: nn.Module, **ddp_kw):
+        super().__init__()
+        if not _grouped():
+            raise ValueError("DataParallelPolicy needs a process group: join one first (process_group(), or torchrun)")
+        if not any(p.requires_grad for p in policy.parameters()):
+            raise ValueError(f"{type(policy).__name__} has no trainable parameters: there is nothing to reduce")
+        self.ddp = DistributedDataParallel(_DistCall(policy), **ddp_kw)
+        self.ddp.register_comm_hook(None, sum_hook)
+
+    @property
+    def policy(self) -> nn.Module: return self.ddp.module.policy
+
+    def dist(self, states):
+        "The policy's distribution at `states`: through DDP when gradients are recorded (the scoring call), directly otherwise."
+        return self.ddp(states) if torch.is_grad_enabled() else self.policy.dist(states)
+
+
 # %% ../nbs/13_distributed.ipynb #b761ff1e
 _LOCAL = ('device', 'out', 'progress')   # the fields that may differ between ranks
 
@@ -203,10 +236,12 @@ class DistTrainer(Trainer):
         self.shard_size, per = cfg.batch_size // self.shards, self.shards // self.world_size
         self.own_shards = list(range(self.rank * per, (self.rank + 1) * per))   # rank-major: the global order is the shard order
         globalize(self.loss)
-        self._summed = self.params + ([p for p in self.loss.parameters() if p.requires_grad] if is_local(self.loss) else [])
+        self._summed = [p for p in self.loss.parameters() if p.requires_grad] if is_local(self.loss) else []
         self._averaged = averaged_parameters(self.loss)
-        if _grouped():                                                    # start from rank 0's weights, as DDP does
-            for t in [*self.pf.state_dict().values(), *self.loss.state_dict().values()]: dist.broadcast(t, 0)
+        self.dp_pf = self.pf                                              # the policy the step samples and scores with
+        if _grouped():                                                    # DDP starts the policy from rank 0's weights
+            self.dp_pf = DataParallelPolicy(self.pf)
+            for t in self.loss.state_dict().values(): dist.broadcast(t, 0)
 
 # %% ../nbs/13_distributed.ipynb #65a290bc
 @patch
@@ -215,7 +250,7 @@ def sample_batch(self: DistTrainer) -> list:
     cfg, out = self.cfg, []
     for s in self.own_shards:
         torch.manual_seed(shard_seed(cfg.seed, self.step, s))
-        out.append(sample_trajectories(self.env, self.pf, self.shard_size, epsilon=cfg.epsilon, temperature=cfg.temperature))
+        out.append(sample_trajectories(self.env, self.dp_pf, self.shard_size, epsilon=cfg.epsilon, temperature=cfg.temperature))
     return out
 
 @patch
@@ -225,7 +260,7 @@ def batch_loss(self: DistTrainer, shards) -> tuple:
 
 @patch
 def reduce_gradients(self: DistTrainer):
-    "Sum the policy's gradients over ranks, average the loss's own (every rank computed those in full)."
+    "The loss's own gradients: averaged over the ranks (every rank computed them in full), or summed (state flows); DDP summed the policy's."
     all_reduce_grads(self._summed, self._averaged)
 
 @patch

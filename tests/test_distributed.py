@@ -3,21 +3,24 @@
 1. For every kind of loss, the gradient of a 2 x (N/2) distributed step (global-batch loss, backward, all-reduced
    gradients) equals the single-process gradient of the same N trajectories, to float64 round-off; and a naive
    per-rank estimate (each rank's own leave-one-out baseline and coefficient, gradients averaged) does not.
+   The same holds with the policy under `DataParallelPolicy` (DDP sums its gradients during `backward()`), and
+   `DistTrainer`'s `backward()` leaves the same policy gradient on every rank before any manual reduction.
 2. A short 2-process run writes its checkpoint from rank 0 and resumes, and its metrics equal those of a
    single-process run of the same seeded shards.
 The workers are module-level functions (torch.multiprocessing spawns fresh interpreters that import this file).
 """
 import json
+from dataclasses import replace
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from gfn_nbdev.core import Trajectories, sample_trajectories
+from gfn_nbdev.core import Trajectories, log_pf_of, sample_trajectories
 from gfn_nbdev.losses import make_loss
 from gfn_nbdev.tasks.hypergrid import HyperGrid
 from gfn_nbdev.training import TrainConfig
-from gfn_nbdev.distributed import (DistTrainer, averaged_parameters, global_loss, globalize, is_local, process_group,
-                                   all_reduce_grads, check_shards, rank_device)
+from gfn_nbdev.distributed import (DataParallelPolicy, DistTrainer, averaged_parameters, global_loss, globalize, is_local,
+                                   process_group, all_reduce_grads, check_shards, rank_device)
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason='torch built without gloo')
 K, N = 2, 8
@@ -81,6 +84,26 @@ def _grad_worker(rank, tmp):
                 g_naive = _grads(every)
                 dist.all_reduce(g_naive); g_naive /= K                     # DDP's average of per-rank estimates
                 assert (g_naive - g_ref).abs().max() > 1e-3, (what, 'naive per-rank estimate should differ')
+            # the policy under DDP: both sides re-scored after DDP's broadcast (in place) made the batch's graph stale
+            dp = DataParallelPolicy(pf)
+            for p in every: p.grad = None
+            ref_loss = _make(name, kw, env)
+            v_ref, _ = ref_loss(replace(tr, log_pf_steps=log_pf_of(env, pf, tr)), params)
+            v_ref.backward(); g_ref = _grads(params + list(ref_loss.parameters()))
+            for p in params: p.grad = None
+            loss = globalize(_make(name, kw, env))
+            mine = _rows(tr, rank * N // K, (rank + 1) * N // K)
+            v, _ = global_loss(loss, [replace(mine, log_pf_steps=log_pf_of(env, dp, mine))], params)
+            v.backward()                                                   # DDP sums the policy's gradients here
+            all_reduce_grads([p for p in loss.parameters() if p.requires_grad] if is_local(loss) else [], averaged_parameters(loss))
+            g = _grads(params + list(loss.parameters()))
+            assert torch.allclose(g, g_ref, atol=ATOL, rtol=0), (what, 'DDP', (g - g_ref).abs().max().item())
+        # DistTrainer: backward() alone leaves the global policy gradient on every rank (DDP), before reduce_gradients
+        t = DistTrainer(TrainConfig(**CFG, steps=1))
+        t.batch_loss(t.sample_batch())[0].backward()
+        g = _grads(t.params)
+        every_g = [torch.empty_like(g) for _ in range(K)]; dist.all_gather(every_g, g)
+        assert torch.equal(every_g[0], every_g[1]) and g.abs().max() > 0
         # bad input, seen by every rank alike: unequal shares, different settings
         env, pf, tr = _setup()
         with pytest.raises(ValueError, match=r'the same number of trajectories, got \[4, 3\]'):
@@ -117,6 +140,7 @@ def test_run_checkpoint_resume_matches_single_process(tmp_path, float64):
     assert rows[-1]['l1'] != rows[0]['l1']                                 # it trained
 
 def test_bad_input():
+    with pytest.raises(ValueError, match='needs a process group'): DataParallelPolicy(HyperGrid(ndim=2, height=4).policy())
     with pytest.raises(ValueError, match='batch_size=10 is not divisible by 4 shards'): check_shards(10, 4)
     with pytest.raises(ValueError, match='shards=3 must be a multiple of the world size 2'): check_shards(12, 2, 3)
     with pytest.raises(ValueError, match="backend 'nccl' needs CUDA tensors.*'cpu'"): rank_device('cpu', 2, 0, 'nccl')
