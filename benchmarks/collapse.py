@@ -25,7 +25,8 @@ LOSSES = ('tb', 'rev_kl', 'fwd_kl', 'renyi', 'tsallis')
 COLS = ['task', 'loss', 'epsilon', 'seed', 'steps', 'l1_start', 'l1', 'distinct_of_512', 'max_pT', 'wall_s']
 
 def run(task, loss, epsilon, seed, steps, batch):
-    cfg = TrainConfig(task=task, task_kw=dict(preset='paper'), loss=loss, steps=steps, batch_size=batch,
+    kw = dict(sf_params='all') if loss in ('renyi', 'tsallis') else {}   # the paper's â (all parameters), as in the committed runs
+    cfg = TrainConfig(task=task, task_kw=dict(preset='paper'), loss=loss, loss_kw=kw, steps=steps, batch_size=batch,
                       lr_schedule='poly', epsilon=epsilon, seed=seed, eval_every=steps, device='cpu', progress=False)
     with stopwatch() as sw:
         tr = Trainer(cfg)

@@ -48,8 +48,9 @@ def predicted_reduction(ell: Tensor, alpha: float = 0.5) -> dict:
                 tsallis=lognormal((1 - alpha) ** 2 * v))
 
 # %% ../nbs/06_control_variates.ipynb #5767b050
-def cv_losses(labels=(None, 'loo', 'loo+sf', 'loo+sf:last', 'loo+sf:batch'), alpha: float = 0.5) -> dict:
-    "{(divergence, label): loss} for labels 'cv[:sf_coef][:sf_params]' (omitted: the loss's default); no 'sf' for the forward KL, no ':batch' or ':all' for the reverse KL."
+def cv_losses(labels=(None, 'loo', 'loo+sf', 'loo+sf:last', 'loo+sf:batch'), alpha: float = 0.5,
+              sf_params: Optional[str] = 'all') -> dict:     # for labels that name none: the paper's 'all'; None: the losses' default
+    "{(divergence, label): loss} for labels 'cv[:sf_coef][:sf_params]' (an omitted sf_coef: the loss's default; sf_params: `sf_params`); no 'sf' for the forward KL, no ':batch' or ':last'/':all' for the reverse KL."
     make = dict(reverse_kl=lambda **kw: ReverseKL(**kw), forward_kl=lambda **kw: ForwardKL(**kw),
                 renyi=lambda **kw: Renyi(alpha, **kw), tsallis=lambda **kw: Tsallis(alpha, **kw))
     out = {}
@@ -57,12 +58,14 @@ def cv_losses(labels=(None, 'loo', 'loo+sf', 'loo+sf:last', 'loo+sf:batch'), alp
         for lab in labels:
             cv, *opts = (lab or '').split(':')
             kw = dict(cv=cv or None)
+            named = any(o in SF_PARAMS for o in opts)
             for o in opts:
                 if o in SF_COEFS: kw['sf_coef'] = o
                 elif o in SF_PARAMS: kw['sf_params'] = o
                 else: raise ValueError(f"label {lab!r}: {o!r} is neither an sf_coef {SF_COEFS} nor an sf_params {SF_PARAMS}")
-            if (d == 'forward_kl' and 'sf' in str(kw['cv'])) or (d == 'reverse_kl' and (kw.get('sf_coef') == 'batch' or 'sf_params' in kw)):
+            if (d == 'forward_kl' and 'sf' in str(kw['cv'])) or (d == 'reverse_kl' and (kw.get('sf_coef') == 'batch' or named)):
                 continue                                                 # identical: no ∇f term, or â = 1 never estimated
+            if not named and sf_params is not None: kw['sf_params'] = sf_params
             out[(d, lab)] = mk(**kw)
     return out
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_distributed.ipynb #69a42f51
 from __future__ import annotations
-import argparse, ast, functools, json, os, sys
+import argparse, ast, functools, gc, json, os, sys
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -332,7 +332,9 @@ def process_group(backend: Optional[str] = None, init_method: Optional[str] = No
     kw = {k: v for k, v in dict(init_method=init_method, rank=rank, world_size=world_size).items() if v is not None}
     dist.init_process_group(backend, **kw)                                # none given: torchrun's env://
     try: yield world()
-    finally: dist.destroy_process_group()
+    finally:
+        gc.collect()                                                      # DDP wrappers left unreachable go while their group exists
+        dist.destroy_process_group()
 
 # %% ../nbs/13_distributed.ipynb #7ea58b61
 def config_from(settings) -> TrainConfig:

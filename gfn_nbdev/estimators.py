@@ -15,10 +15,10 @@ from .exact import TrajectorySet
 from .divergences import _check_alpha
 
 # %% auto #0
-__all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'LogProbBatch', 'draw_from_set', 'flat_grad', 'gradient_samples',
-           'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient', 'last_layer', 'DivergenceLoss',
-           'score_vjps', 'capture_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi',
-           'Tsallis', 'ExploredPolicy']
+__all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'DENSE_MACS', 'LogProbBatch', 'draw_from_set', 'flat_grad',
+           'gradient_samples', 'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient', 'last_layer',
+           'DivergenceLoss', 'score_vjps', 'capture_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix',
+           'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -56,7 +56,7 @@ def gradient_samples(loss, draw, params, M: int) -> Tensor:
 # %% ../nbs/05_estimators.ipynb #298ecef3
 CV_NAMES = (None, 'loo', 'sf', 'loo+sf')   # no control variate, leave-one-out on f, score-function on h, both
 SF_COEFS = ('crossfit', 'batch')           # â of 'sf': from the other half of the batch (unbiased), or the same batch
-SF_PARAMS = ('all', 'last')                # the scores â is estimated from: all parameters', or the final layer's (cheap)
+SF_PARAMS = ('last', 'all')                # the scores â is estimated from: the final layer's (the default), or all parameters'
 IS_WEIGHTS = ('self_normalized', 'plain')  # off-policy weights: ω_n/Σω (consistent), or ω_n/N (unbiased)
 
 def loo_baseline(f: Tensor, log_w: Tensor = None) -> Tensor:
@@ -100,7 +100,7 @@ class DivergenceLoss(Loss):
     def __init__(self, cv: str = 'loo+sf',          # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',         # how 'sf' estimates â: one of SF_COEFS
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'all'):           # the parameters whose scores estimate â: one of SF_PARAMS
+                 sf_params: str = 'last'):          # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__()
         if cv not in CV_NAMES: raise ValueError(f"cv must be one of {CV_NAMES}, got {cv!r}")
         if sf_coef not in SF_COEFS: raise ValueError(f"sf_coef must be one of {SF_COEFS}, got {sf_coef!r}")
@@ -131,17 +131,24 @@ def score_vjps(lpf: Tensor, params, V: Tensor, batched: bool = None) -> list:
     return [fill(torch.autograd.grad(lpf, params, grad_outputs=v, retain_graph=True, allow_unused=True)) for v in V]
 
 # %% ../nbs/05_estimators.ipynb #9cd12f67
+DENSE_MACS = 2 ** 22   # a layer's sums in one product over every record unless V's zeros would save more multiply-adds than this
+
 def _support_groups(C: Tensor) -> tuple:
-    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows, start, end, (|rows|, end - start, 1) weights)] of `perm`'s slices."
+    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows (index tensor), start, end)] of `perm`'s slices."
     k = C.shape[0]
     code = ((C != 0).long() << torch.arange(k, device=C.device)[:, None]).sum(0)   # (L,) the rows that weight each record
     code, perm = torch.sort(code, stable=True)
     vals, counts = torch.unique_consecutive(code, return_counts=True)
-    out, a, Cs = [], 0, C[:, perm]
+    out, a = [], 0
     for c, m in zip(vals.tolist(), counts.tolist()):
-        if c: P = [i for i in range(k) if c >> i & 1]; out.append((P, a, a + m, Cs[P, a:a + m, None]))
+        if c: out.append((torch.tensor([i for i in range(k) if c >> i & 1], device=C.device), a, a + m))
         a += m                                                            # code 0: no row weights them, they add nothing
     return perm, out
+
+def _weighted_sums(C: Tensor, g: Tensor, x: Tensor) -> Tensor:
+    "(k, o, n): Σ_r C[i, r] g_r x_rᵀ for each row i of `C` (k, L), with `g` (L, o) and `x` (L, n); one batched product, weighting the narrower side."
+    if x.shape[1] <= g.shape[1]: return torch.matmul(g.T, C[:, :, None] * x)
+    return torch.matmul((C[:, :, None] * g).transpose(1, 2), x)
 
 class _Rows(list):
     "Score sums as a list of rows (each a list over params) that are views of one matrix `flat` (k, P)."
@@ -163,27 +170,20 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     k, dt = len(V), cap.lpf.dtype
     off = [0]
     for p in params: off.append(off[-1] + p.numel())
-    out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened
-    done = set()                                                          # the (row, param) blocks that hold a value
+    out = torch.zeros(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened
     with torch.no_grad():
         C = V.to(dt)[:, cap.rows]                                         # (k, L) the weight of each record
-        perm, groups = _support_groups(C)                                 # crossfit: half A's records, half B's
-        for u, ((j, _, is_b), p, a, b) in enumerate(zip(at, params, off, off[1:])):
+        zeros, groups = None, None
+        for (j, _, is_b), p, a, b in zip(at, params, off, off[1:]):
             x, g = cap.layers[j][1].detach(), gs[j]
             if g is None: continue                                        # a layer that does not reach log p_F: zeros
-            if is_b: out[:, a:b] = C @ g; done.update((i, u) for i in range(k)); continue   # S_v[b] = Σ_r v_{R_r} g_r
-            (o, n) = p.shape
-            xs, gs_ = x[perm], g[perm]                                    # each group's records contiguous
-            for P, s, e, Cq in groups:                                    # S_v[W] = (v_R g)ᵀ x over the group's records
-                xp, gp = xs[s:e], gs_[s:e]
-                for q, i in enumerate(P):
-                    Wi, beta = out[i, a:b].view(o, n), float((i, u) in done)   # beta 0: the block is written, not read
-                    if n <= o: Wi.addmm_(gp.T, Cq[q] * xp, beta=beta)      # weight the narrower side
-                    else: Wi.addmm_((Cq[q] * gp).T, xp, beta=beta)
-                    done.add((i, u))
-        for i in range(k):                                                # blocks no record reached: zero
-            for u in range(len(params)):
-                if (i, u) not in done: out[i, off[u]:off[u + 1]] = 0
+            if is_b: out[:, a:b] = C @ g; continue                        # S_v[b] = Σ_r v_{R_r} g_r
+            W = out[:, a:b].view(k, *p.shape)                             # S_v[W] = (v_R g)ᵀ x, written in place
+            if zeros is None: zeros = int((C == 0).sum())
+            if zeros * p.numel() <= DENSE_MACS: W.copy_(_weighted_sums(C, g, x)); continue   # one product over every record
+            if groups is None: perm, groups = _support_groups(C); Cs = C[:, perm]   # crossfit: half A's records, half B's
+            xs, gp = x[perm], g[perm]                                     # each group's records contiguous
+            for P, s, e in groups: W.index_add_(0, P, _weighted_sums(Cs[P, s:e], gp[s:e], xs[s:e]))
     rows = _Rows([[out[i, a:b].view(p.shape) for p, a, b in zip(params, off, off[1:])] for i in range(k)])
     rows.flat = out
     return rows
@@ -400,7 +400,7 @@ class ForwardKL(_FixedShift):
                  log_shift: float = None,        # fixed shift c of log R; None: max log R of the first batch
                  sf_coef: str = 'crossfit',      # one of SF_COEFS; no effect here (no ∇f term), accepted for uniformity
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'all'):      # one of SF_PARAMS; no effect here, accepted for uniformity
+                 sf_params: str = 'last'):     # one of SF_PARAMS; no effect here, accepted for uniformity
         super().__init__(cv, sf_coef, is_weights, sf_params)
         if self_normalized and log_shift is not None:
             raise ValueError(f"log_shift has no effect with self_normalized=True (the weights are normalised), got {log_shift}")
@@ -458,7 +458,7 @@ class Renyi(DivergenceLoss):
                  cv: str = 'loo+sf',         # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',  # how 'sf' estimates â: one of SF_COEFS
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'all'):   # the parameters whose scores estimate â: one of SF_PARAMS
+                 sf_params: str = 'last'):  # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__(cv, sf_coef, is_weights, sf_params)
         self.alpha = _estimator_alpha(alpha)
 
@@ -479,7 +479,7 @@ class Tsallis(_FixedShift):
                  log_shift: float = None,      # fixed shift c of log R; None: max log R of the first batch
                  sf_coef: str = 'crossfit',    # how 'sf' estimates â: one of SF_COEFS
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'all'):     # the parameters whose scores estimate â: one of SF_PARAMS
+                 sf_params: str = 'last'):    # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__(cv, sf_coef, is_weights, sf_params)
         self.alpha = _estimator_alpha(alpha)
         self._init_shift(log_shift)

@@ -72,8 +72,10 @@ def protocol_defaults(protocol, task: str, loss: Optional[str] = None) -> dict:
     if protocol in (None, 'ours'): return dict(batch_size=64, lr=1e-3, lr_aux=1e-1, lr_schedule='constant', loss_kw={})
     if protocol != 'paper': raise ValueError(f"protocol must be 'ours' (or None) or 'paper', got {protocol!r}")
     from gfn_nbdev.losses import LOSSES, loss_args
-    alpha = {'alpha': 0.5} if loss in LOSSES and 'alpha' in loss_args(loss) else {}   # Rényi-α and Tsallis-α
-    return dict(batch_size=PAPER_BATCH.get(task, 64), lr=1e-3, lr_aux=1e-1, lr_schedule='poly', loss_kw=alpha)
+    args = loss_args(loss) if loss in LOSSES else {}
+    kw = {'alpha': 0.5} if 'alpha' in args else {}                       # Rényi-α and Tsallis-α
+    if 'sf_params' in args: kw['sf_params'] = 'all'                       # the paper's â: from every parameter's scores
+    return dict(batch_size=PAPER_BATCH.get(task, 64), lr=1e-3, lr_aux=1e-1, lr_schedule='poly', loss_kw=kw)
 
 
 # %% ../nbs/11_training.ipynb #b82ae35e
@@ -359,11 +361,17 @@ def write_atomic(path, data) -> Path:
 CKPT_FORMAT = 'gfn_nbdev-checkpoint-v2'    # v2: tensors and plain data only (v1 held NumPy arrays)
 RESUME_MAY_CHANGE = ('steps', 'protocol', 'collapse_k', 'device', 'eval_every', 'ckpt_every', 'out', 'progress')   # every other field defines the run
 
+def _estimator(loss) -> dict:
+    "The estimator settings of `loss` that a default can decide (sf_params of the divergence losses): a run keeps them when resumed."
+    sp = getattr(loss, 'sf_params', None)
+    return dict(sf_params=sp) if isinstance(sp, str) else {}
+
 @patch
 def state_dict(self: Trainer) -> dict:
     "Everything the rest of the run depends on, as tensors and plain data."
     return dict(format=CKPT_FORMAT, config=asdict(self.cfg), step=self.step, wall=self.elapsed(), history=self.history,
-                losses=list(self._losses), pf=self.pf.state_dict(), loss=self.loss.state_dict(), opt=self.opt.state_dict(),
+                losses=list(self._losses), pf=self.pf.state_dict(), loss=self.loss.state_dict(), estimator=_estimator(self.loss),
+                opt=self.opt.state_dict(),
                 sched=self.sched.state_dict(), tracker=self.tracker.state_dict(), rng=rng_state(self.device),
                 collapse=dict(xs=[list(k) for k in self._xs], lens=sorted(self._lens), ever=sorted(self._lens_ever),
                               streak=self._streak))
@@ -399,9 +407,13 @@ def load(self: Trainer, path) -> Trainer:
         fmt = ck.get('format') if isinstance(ck, dict) else type(ck).__name__
         raise ValueError(f"{path} is not a checkpoint this version reads (format {fmt!r}, expected {CKPT_FORMAT!r})")
     old = {**dict(poly_power=1.0, policy_kw={}), **ck['config']}         # checkpoints from before these fields: their defaults
+    if 'estimator' not in ck and _estimator(self.loss) and 'sf_params' in self.cfg.loss_kw and isinstance(old.get('loss_kw'), dict):
+        old['loss_kw'] = {'sf_params': 'all', **old['loss_kw']}           # before the record, 'all' was the default: the run's
     diff = {f.name: (old.get(f.name), getattr(self.cfg, f.name)) for f in fields(self.cfg)
             if f.name not in RESUME_MAY_CHANGE and old.get(f.name) != getattr(self.cfg, f.name)}
     if diff: raise ValueError(f"checkpoint {path} belongs to a different run: {diff} (checkpoint, now)")
+    if _estimator(self.loss) and 'sf_params' not in self.cfg.loss_kw:    # not asked for: the run's own, as it was trained
+        self.loss.sf_params = ck.get('estimator', {}).get('sf_params', 'all')   # no record: before 'last' became the default
     self.pf.load_state_dict(ck['pf']); self.loss.load_state_dict(ck['loss'])
     self.opt.load_state_dict(ck['opt']); self.sched.load_state_dict(ck['sched'])
     self.tracker.load_state_dict(ck['tracker'])

@@ -29,9 +29,11 @@ CASES = [('tb', {}), ('vargrad', {}), ('db', {}), ('subtb', dict(lam=0.9)),
          ('rev_kl', dict(cv='loo')), ('rev_kl', dict(cv=None)), ('fwd_kl', dict(cv='loo')),
          ('renyi', dict(alpha=0.5, cv='loo')), ('renyi', dict(alpha=0.5, cv='loo+sf', sf_coef='crossfit')),
          ('renyi', dict(alpha=-1.0, cv='loo+sf', sf_coef='batch')), ('tsallis', dict(alpha=0.5, cv='loo+sf')),
+         ('renyi', dict(alpha=0.5, cv='loo+sf', sf_params='all')), ('tsallis', dict(alpha=0.5, sf_coef='batch', sf_params='all')),
          ('tsallis', dict(alpha=2.0, cv='loo', sf_coef='batch')),
          # off-policy (ε-uniform) batches: self-normalised importance weights over the global batch
-         ('rev_kl', dict(cv='loo'), 0.3), ('renyi', dict(alpha=0.5, cv='loo+sf'), 0.3), ('tb', {}, 0.3)]
+         ('rev_kl', dict(cv='loo'), 0.3), ('renyi', dict(alpha=0.5, cv='loo+sf'), 0.3), ('tb', {}, 0.3),
+         ('renyi', dict(alpha=0.5, cv='loo+sf', sf_params='all'), 0.3)]
 ATOL = 1e-10   # float64: the two sides differ only in the order of summation (~1e-16 relative); gradients here are O(1)
 
 def _rows(tr, i, j):

@@ -27,7 +27,7 @@ def setup(h=3, w=3, seed=0, pb=False):
 
 def make(name, cv='loo+sf', alpha=0.5, sf_coef='crossfit', **kw):
     return dict(reverse_kl=lambda: ReverseKL(cv, sf_coef), forward_kl=lambda: ForwardKL(cv, sf_coef=sf_coef, **kw),
-                renyi=lambda: Renyi(alpha, cv, sf_coef), tsallis=lambda: Tsallis(alpha, cv, sf_coef=sf_coef, **kw))[name]()
+                renyi=lambda: Renyi(alpha, cv, sf_coef, **kw), tsallis=lambda: Tsallis(alpha, cv, sf_coef=sf_coef, **kw))[name]()
 
 def factor(name, loss, log_Z, alpha):
     "The known positive constant between E[estimate] and sign(α)·∇D (per divergence)."
@@ -195,9 +195,9 @@ def projection_t(L, ts, params, target, N, M, n_dirs=4, seed=1):
     t = (proj.mean(0) - U @ target) / (proj.std(0) / math.sqrt(M))
     return t, (proj[:, 0].mean() / target.norm()).item()
 
-# (cv, sf_coef, sf_params), None: the default; 'crossfit': the default loss (cross-fitted â from every parameter),
-# 'crossfit_last': â from the final layer's scores, 'batch': the paper's same-batch â
-SF_VARIANTS = dict(batch=('loo+sf', 'batch', 'all'), crossfit=(None, None, None), crossfit_last=('loo+sf', 'crossfit', 'last'),
+# (cv, sf_coef, sf_params), None: the default; 'crossfit': cross-fitted â from every parameter's scores,
+# 'crossfit_last': the default loss (cross-fitted â from the final layer's scores), 'batch': the paper's same-batch â
+SF_VARIANTS = dict(batch=('loo+sf', 'batch', 'all'), crossfit=('loo+sf', 'crossfit', 'all'), crossfit_last=(None, None, None),
                    loo=('loo', 'crossfit', 'all'))
 
 def check_projections(name, N, M):
@@ -218,8 +218,8 @@ def check_projections(name, N, M):
 
 @pytest.mark.parametrize('name', ['tsallis', 'renyi'])
 def test_sf_crossfit_unbiased_on_an_mlp_policy(name):
-    """2x32 MLP policy on a 50-state layered DAG, 300 batches of 256: with the cross-fitted â (the default, from every
-    parameter's scores; and from the final layer's, sf_params='last') and with LOO alone the mean gradient matches the
+    """2x32 MLP policy on a 50-state layered DAG, 300 batches of 256: with the cross-fitted â (from every parameter's
+    scores, sf_params='all'; and from the final layer's, the default) and with LOO alone the mean gradient matches the
     exact one along its direction and 4 random ones; the same-batch â is ~1.2x too long along it. Its bias does not
     shrink with N while the standard error does, so N = 256 gives the test power."""
     check_projections(name, N=256, M=300)
@@ -265,8 +265,8 @@ def test_sf_coef_option_and_errors():
         assert cls().sf_coef == 'crossfit' and cls(sf_coef='batch').sf_coef == 'batch'
         with pytest.raises(ValueError, match=r"sf_coef must be one of \('crossfit', 'batch'\), got 'paper'"):
             cls(sf_coef='paper')
-        assert cls().sf_params == 'all' and cls(sf_params='last').sf_params == 'last'
-        with pytest.raises(ValueError, match=r"sf_params must be one of \('all', 'last'\), got 'first'"):
+        assert cls().sf_params == 'last' and cls(sf_params='all').sf_params == 'all'   # 'last' the default
+        with pytest.raises(ValueError, match=r"sf_params must be one of \('last', 'all'\), got 'first'"):
             cls(sf_params='first')
     one = draw_from_set(ts, 1, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="sf_coef='crossfit' .* needs N >= 2 trajectories, got N=1"):
@@ -384,10 +384,13 @@ def _task(task):
 
 @pytest.mark.parametrize('task', ['hypergrid', 'sets'])
 @pytest.mark.parametrize('epsilon', [0., 0.2])
-def test_capture_score_sums_equal_score_vjps(task, epsilon):
+@pytest.mark.parametrize('dense', [True, False])
+def test_capture_score_sums_equal_score_vjps(task, epsilon, dense, monkeypatch):
     """For an MLP DiscretePolicy (float64), the per-layer sums of the sampler's capture equal score_vjps's backward
     passes for the cross-fitted rows (two disjoint halves), the 'batch' rows (every record) and random rows, to 1e-10
-    relative (they differ by summation order only: ~1e-15)."""
+    relative (they differ by summation order only: ~1e-15); with one product per layer over every record (`dense`, what
+    these small layers get by default) and with products per group of records (what large layers get)."""
+    monkeypatch.setattr(_est, 'DENSE_MACS', 2 ** 62 if dense else 0)
     env, pf = _task(task)
     params = list(pf.parameters())
     tr = sample_trajectories(env, pf, 10, epsilon=epsilon)
@@ -408,7 +411,7 @@ def test_fast_score_sums_give_the_old_gradient(task, epsilon, sf_coef, name, fas
     batch â) through the per-layer sums equals the one through score_vjps to 1e-10, on the batch that is checked and on
     a later one, which is trusted without a check; the per-layer sums were computed on both."""
     env, pf = _task(task)
-    params, loss = list(pf.parameters()), make(name, sf_coef=sf_coef)
+    params, loss = list(pf.parameters()), make(name, sf_coef=sf_coef, sf_params='all')
     for b in range(2):
         tr = sample_trajectories(env, pf, 10, epsilon=epsilon)
         fast_calls.clear()
@@ -421,7 +424,7 @@ def test_fast_score_sums_are_reduced():
     """score_reduce (the distributed hook) applies to the per-layer sums: scaling them by 3 scales the 'all' gradient by 3
     on a trusted (second) batch, as on the score_vjps path."""
     env, pf = _task('hypergrid')
-    params, loss = list(pf.parameters()), Renyi(0.5)
+    params, loss = list(pf.parameters()), Renyi(0.5, sf_params='all')
     _loss_grad(loss, sample_trajectories(env, pf, 10), params)                      # the check
     tr = sample_trajectories(env, pf, 10)
     g = _loss_grad(loss, tr, params)
@@ -450,7 +453,7 @@ def test_fallback_for_a_gnn_policy(fast_calls):
     env = DAGEnv(d=3, n_samples=20)
     torch.manual_seed(0)
     pf = env.policy(hidden=8, kind='gnn')
-    params, loss = list(pf.parameters()), Renyi(0.5)
+    params, loss = list(pf.parameters()), Renyi(0.5, sf_params='all')
     tr = sample_trajectories(env, pf, 8)
     assert tr.capture is not None
     assert capture_score_sums(tr.capture, torch.ones(2, 8), params) is None
@@ -463,7 +466,7 @@ def test_fallback_without_a_capture(fast_calls):
     """Batches with no capture (sample_backward scores with log_pf_of; a detached-and-rescored or sliced batch) or whose
     log_pf is not the captured one use score_vjps without trying the per-layer sums."""
     env, pf = _task('hypergrid')
-    params, loss = list(pf.parameters()), Renyi(0.5)
+    params, loss = list(pf.parameters()), Renyi(0.5, sf_params='all')
     x = sample_trajectories(env, pf, 6).x
     bt = sample_backward(env, env.backward_policy(), x, pf=pf)
     assert bt.capture is None
@@ -487,7 +490,7 @@ def test_non_rowwise_policy_is_caught():
     torch.manual_seed(0)
     pf = DiscretePolicy(env, torch.nn.Sequential(torch.nn.Linear(env.encode(env.s0(1)).shape[1], 16), BatchMean(),
                                                  torch.nn.Tanh(), torch.nn.Linear(16, env.n_actions)))
-    params, loss = list(pf.parameters()), Renyi(0.5)
+    params, loss = list(pf.parameters()), Renyi(0.5, sf_params='all')
     tr = sample_trajectories(env, pf, 10)
     with pytest.warns(UserWarning, match='DiscretePolicy differ from score_vjps.*do not act row by row'):
         g = _loss_grad(loss, tr, params)

@@ -268,9 +268,9 @@ def test_off_policy_losses_accept_exploration():
 def test_protocol_precedence():
     "protocol='paper' fills what is not given; what is given wins; the default protocol is ours."
     c = TrainConfig(task='sequences', loss='tsallis', protocol='paper')
-    assert (c.batch_size, c.lr, c.lr_aux, c.lr_schedule, c.loss_kw) == (128, 1e-3, 0.1, 'poly', {'alpha': 0.5})
+    assert (c.batch_size, c.lr, c.lr_aux, c.lr_schedule, c.loss_kw) == (128, 1e-3, 0.1, 'poly', {'alpha': 0.5, 'sf_params': 'all'})
     c = TrainConfig(task='phylo', loss='renyi', protocol='paper', lr=3e-4, loss_kw=dict(alpha=2.0, cv='loo'))
-    assert (c.batch_size, c.lr, c.lr_schedule, c.loss_kw) == (64, 3e-4, 'poly', {'alpha': 2.0, 'cv': 'loo'})
+    assert (c.batch_size, c.lr, c.lr_schedule, c.loss_kw) == (64, 3e-4, 'poly', {'alpha': 2.0, 'sf_params': 'all', 'cv': 'loo'})
     c = TrainConfig(task='sets', loss='renyi')
     assert (c.batch_size, c.lr_schedule, c.loss_kw, c.protocol) == (64, 'constant', {}, None)
     # a config written to config.json reads back to the same run
@@ -301,7 +301,7 @@ def test_compare_passes_every_option_to_every_run(tmp_path):
             assert (cfg['epsilon'], cfg['temperature'], cfg['clip'], cfg['poly_power'], cfg['collapse_k']) == (
                 float(eps), 1.5, 5.0, 2.0, 4)
             assert (cfg['batch_size'], cfg['lr'], cfg['lr_aux'], cfg['lr_schedule']) == (128, 1e-3, 0.05, 'poly')
-            assert cfg['loss_kw'] == ({'alpha': 0.5} if loss == 'renyi' else {})
+            assert cfg['loss_kw'] == ({'alpha': 0.5, 'sf_params': 'all'} if loss == 'renyi' else {})   # the paper's α and â
             assert 'collapsed' in json.loads((out / f'{loss}-seed{seed}' / 'final.json').read_text())
     assert (out / 'summary.md').read_text().splitlines()[0].count('collapsed') == 1
 
