@@ -56,7 +56,7 @@ def gradient_samples(loss, draw, params, M: int) -> Tensor:
 # %% ../nbs/05_estimators.ipynb #298ecef3
 CV_NAMES = (None, 'loo', 'sf', 'loo+sf')   # no control variate, leave-one-out on f, score-function on h, both
 SF_COEFS = ('crossfit', 'batch')           # â of 'sf': from the other half of the batch (unbiased), or the same batch
-SF_PARAMS = ('last', 'all')                # the scores â is estimated from: the final layer's (the default), or all parameters'
+SF_PARAMS = ('all', 'last')                # the scores â is estimated from: all parameters' (the default), or the final layer's
 IS_WEIGHTS = ('self_normalized', 'plain')  # off-policy weights: ω_n/Σω (consistent), or ω_n/N (unbiased)
 
 def loo_baseline(f: Tensor, log_w: Tensor = None) -> Tensor:
@@ -100,7 +100,7 @@ class DivergenceLoss(Loss):
     def __init__(self, cv: str = 'loo+sf',          # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',         # how 'sf' estimates â: one of SF_COEFS
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'last'):          # the parameters whose scores estimate â: one of SF_PARAMS
+                 sf_params: str = 'all'):           # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__()
         if cv not in CV_NAMES: raise ValueError(f"cv must be one of {CV_NAMES}, got {cv!r}")
         if sf_coef not in SF_COEFS: raise ValueError(f"sf_coef must be one of {SF_COEFS}, got {sf_coef!r}")
@@ -400,7 +400,7 @@ class ForwardKL(_FixedShift):
                  log_shift: float = None,        # fixed shift c of log R; None: max log R of the first batch
                  sf_coef: str = 'crossfit',      # one of SF_COEFS; no effect here (no ∇f term), accepted for uniformity
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'last'):     # one of SF_PARAMS; no effect here, accepted for uniformity
+                 sf_params: str = 'all'):      # one of SF_PARAMS; no effect here, accepted for uniformity
         super().__init__(cv, sf_coef, is_weights, sf_params)
         if self_normalized and log_shift is not None:
             raise ValueError(f"log_shift has no effect with self_normalized=True (the weights are normalised), got {log_shift}")
@@ -458,7 +458,7 @@ class Renyi(DivergenceLoss):
                  cv: str = 'loo+sf',         # control variates: one of CV_NAMES
                  sf_coef: str = 'crossfit',  # how 'sf' estimates â: one of SF_COEFS
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'last'):  # the parameters whose scores estimate â: one of SF_PARAMS
+                 sf_params: str = 'all'):   # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__(cv, sf_coef, is_weights, sf_params)
         self.alpha = _estimator_alpha(alpha)
 
@@ -479,7 +479,7 @@ class Tsallis(_FixedShift):
                  log_shift: float = None,      # fixed shift c of log R; None: max log R of the first batch
                  sf_coef: str = 'crossfit',    # how 'sf' estimates â: one of SF_COEFS
                  is_weights: str = 'self_normalized',  # off-policy batches: one of IS_WEIGHTS
-                 sf_params: str = 'last'):    # the parameters whose scores estimate â: one of SF_PARAMS
+                 sf_params: str = 'all'):     # the parameters whose scores estimate â: one of SF_PARAMS
         super().__init__(cv, sf_coef, is_weights, sf_params)
         self.alpha = _estimator_alpha(alpha)
         self._init_shift(log_shift)

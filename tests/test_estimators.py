@@ -195,9 +195,9 @@ def projection_t(L, ts, params, target, N, M, n_dirs=4, seed=1):
     t = (proj.mean(0) - U @ target) / (proj.std(0) / math.sqrt(M))
     return t, (proj[:, 0].mean() / target.norm()).item()
 
-# (cv, sf_coef, sf_params), None: the default; 'crossfit': cross-fitted â from every parameter's scores,
-# 'crossfit_last': the default loss (cross-fitted â from the final layer's scores), 'batch': the paper's same-batch â
-SF_VARIANTS = dict(batch=('loo+sf', 'batch', 'all'), crossfit=('loo+sf', 'crossfit', 'all'), crossfit_last=(None, None, None),
+# (cv, sf_coef, sf_params), None: the default; 'crossfit': the default loss (cross-fitted â from every parameter),
+# 'crossfit_last': â from the final layer's scores, 'batch': the paper's same-batch â
+SF_VARIANTS = dict(batch=('loo+sf', 'batch', 'all'), crossfit=(None, None, None), crossfit_last=('loo+sf', 'crossfit', 'last'),
                    loo=('loo', 'crossfit', 'all'))
 
 def check_projections(name, N, M):
@@ -218,8 +218,8 @@ def check_projections(name, N, M):
 
 @pytest.mark.parametrize('name', ['tsallis', 'renyi'])
 def test_sf_crossfit_unbiased_on_an_mlp_policy(name):
-    """2x32 MLP policy on a 50-state layered DAG, 300 batches of 256: with the cross-fitted â (from every parameter's
-    scores, sf_params='all'; and from the final layer's, the default) and with LOO alone the mean gradient matches the
+    """2x32 MLP policy on a 50-state layered DAG, 300 batches of 256: with the cross-fitted â (the default, from every
+    parameter's scores; and from the final layer's, sf_params='last') and with LOO alone the mean gradient matches the
     exact one along its direction and 4 random ones; the same-batch â is ~1.2x too long along it. Its bias does not
     shrink with N while the standard error does, so N = 256 gives the test power."""
     check_projections(name, N=256, M=300)
@@ -265,8 +265,8 @@ def test_sf_coef_option_and_errors():
         assert cls().sf_coef == 'crossfit' and cls(sf_coef='batch').sf_coef == 'batch'
         with pytest.raises(ValueError, match=r"sf_coef must be one of \('crossfit', 'batch'\), got 'paper'"):
             cls(sf_coef='paper')
-        assert cls().sf_params == 'last' and cls(sf_params='all').sf_params == 'all'   # 'last' the default
-        with pytest.raises(ValueError, match=r"sf_params must be one of \('last', 'all'\), got 'first'"):
+        assert cls().sf_params == 'all' and cls(sf_params='last').sf_params == 'last'
+        with pytest.raises(ValueError, match=r"sf_params must be one of \('all', 'last'\), got 'first'"):
             cls(sf_params='first')
     one = draw_from_set(ts, 1, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="sf_coef='crossfit' .* needs N >= 2 trajectories, got N=1"):
