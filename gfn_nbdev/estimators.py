@@ -134,14 +134,14 @@ def score_vjps(lpf: Tensor, params, V: Tensor, batched: bool = None) -> list:
 DENSE_MACS = 2 ** 22   # a layer's sums in one product over every record unless V's zeros would save more multiply-adds than this
 
 def _support_groups(C: Tensor) -> tuple:
-    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows (index tensor), start, end)] of `perm`'s slices."
+    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows, start, end)] of `perm`'s slices."
     k = C.shape[0]
     code = ((C != 0).long() << torch.arange(k, device=C.device)[:, None]).sum(0)   # (L,) the rows that weight each record
     code, perm = torch.sort(code, stable=True)
     vals, counts = torch.unique_consecutive(code, return_counts=True)
     out, a = [], 0
     for c, m in zip(vals.tolist(), counts.tolist()):
-        if c: out.append((torch.tensor([i for i in range(k) if c >> i & 1], device=C.device), a, a + m))
+        if c: out.append(([i for i in range(k) if c >> i & 1], a, a + m))
         a += m                                                            # code 0: no row weights them, they add nothing
     return perm, out
 
@@ -182,8 +182,12 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
             if zeros is None: zeros = int((C == 0).sum())
             if zeros * p.numel() <= DENSE_MACS: W.copy_(_weighted_sums(C, g, x)); continue   # one product over every record
             if groups is None: perm, groups = _support_groups(C); Cs = C[:, perm]   # crossfit: half A's records, half B's
-            xs, gp = x[perm], g[perm]                                     # each group's records contiguous
-            for P, s, e in groups: W.index_add_(0, P, _weighted_sums(Cs[P, s:e], gp[s:e], xs[s:e]))
+            xs, gp, (o, n) = x[perm], g[perm], p.shape                    # each group's records contiguous
+            for P, s, e in groups:                                        # one weight-gradient product per row and group
+                xq, gq = xs[s:e], gp[s:e]
+                for i in P:
+                    if n <= o: W[i].addmm_(gq.T, Cs[i, s:e, None] * xq)     # weight the narrower side
+                    else: W[i].addmm_((Cs[i, s:e, None] * gq).T, xq)
     rows = _Rows([[out[i, a:b].view(p.shape) for p, a, b in zip(params, off, off[1:])] for i in range(k)])
     rows.flat = out
     return rows
