@@ -73,14 +73,14 @@ def coefficient(dot: Tensor, sq: Tensor, h: Tensor = None) -> Tensor:
     a = dot / (torch.finfo(sq.dtype).tiny + sq)
     return a if h is None else torch.clamp(a, h.min(), h.max())
 
-def sf_coefficient(S, H) -> Tensor:
-    "`coefficient` for gradients given as lists of per-parameter tensors."
-    return coefficient(sum((s * h).sum() for s, h in zip(S, H)), sum((s * s).sum() for s in S))
+def sf_coefficient(S, H, h: Tensor = None) -> Tensor:
+    "`coefficient` for gradients given as lists of per-parameter tensors (clipped to [min h, max h] if `h` is given)."
+    return coefficient(sum((s * x).sum() for s, x in zip(S, H)), sum((s * s).sum() for s in S), h)
 
 # %% ../nbs/05_estimators.ipynb #2afdf816
 def half_coefficient(S, H, h: Tensor) -> Tensor:
-    "â of one half of a batch, `sf_coefficient(S, H)` clipped to [min h, max h] of that half's coefficients `h`."
-    return coefficient(sum((s * x).sum() for s, x in zip(S, H)), sum((s * s).sum() for s in S), h)
+    "â of one half of a batch: `sf_coefficient(S, H)` clipped to [min h, max h] of that half's coefficients `h`."
+    return sf_coefficient(S, H, h)
 
 # %% ../nbs/05_estimators.ipynb #6c53fad1
 def last_layer(params) -> list:

@@ -361,6 +361,8 @@ def write_atomic(path, data) -> Path:
 CKPT_FORMAT = 'gfn_nbdev-checkpoint-v2'    # v2: tensors and plain data only (v1 held NumPy arrays)
 RESUME_MAY_CHANGE = ('steps', 'protocol', 'collapse_k', 'device', 'eval_every', 'ckpt_every', 'out', 'progress')   # every other field defines the run
 
+_UNRECORDED = dict(sf_params='all')   # the estimator of a checkpoint written before the record: the defaults of then
+
 def _estimator(loss) -> dict:
     "The estimator settings of `loss` that a default can decide (sf_params of the divergence losses): a run keeps them when resumed."
     sp = getattr(loss, 'sf_params', None)
@@ -408,12 +410,12 @@ def load(self: Trainer, path) -> Trainer:
         raise ValueError(f"{path} is not a checkpoint this version reads (format {fmt!r}, expected {CKPT_FORMAT!r})")
     old = {**dict(poly_power=1.0, policy_kw={}), **ck['config']}         # checkpoints from before these fields: their defaults
     if 'estimator' not in ck and _estimator(self.loss) and 'sf_params' in self.cfg.loss_kw and isinstance(old.get('loss_kw'), dict):
-        old['loss_kw'] = {'sf_params': 'all', **old['loss_kw']}           # before the record, 'all' was the default: the run's
+        old['loss_kw'] = {**_UNRECORDED, **old['loss_kw']}                # a run from before the record trained with those
     diff = {f.name: (old.get(f.name), getattr(self.cfg, f.name)) for f in fields(self.cfg)
             if f.name not in RESUME_MAY_CHANGE and old.get(f.name) != getattr(self.cfg, f.name)}
     if diff: raise ValueError(f"checkpoint {path} belongs to a different run: {diff} (checkpoint, now)")
     if _estimator(self.loss) and 'sf_params' not in self.cfg.loss_kw:    # not asked for: the run's own, as it was trained
-        self.loss.sf_params = ck.get('estimator', {}).get('sf_params', 'all')   # no record: before 'last' became the default
+        self.loss.sf_params = ck.get('estimator', _UNRECORDED)['sf_params']
     self.pf.load_state_dict(ck['pf']); self.loss.load_state_dict(ck['loss'])
     self.opt.load_state_dict(ck['opt']); self.sched.load_state_dict(ck['sched'])
     self.tracker.load_state_dict(ck['tracker'])
