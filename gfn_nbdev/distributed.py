@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from .core import sample_trajectories
 from .balance import DB, SubTB, StateFlowLoss
-from .estimators import DivergenceLoss, LogProbBatch
+from .estimators import DivergenceLoss, LogProbBatch, join_captures, _flat, _rows_of
 from fastcore.basics import patch
 from .training import Trainer, TrainConfig, RUN_FILES, resolve_device, dumps
 
@@ -58,17 +58,18 @@ def all_objects(x) -> list:
 SCALARS = ('log_pf', 'log_pb', 'log_reward', 'log_q')
 
 def local_scalars(shards) -> SimpleNamespace:
-    "This rank's per-trajectory scalars (n,), the shards' concatenated in order; log_pf (and a learned log_pb) keep their graph."
+    "This rank's per-trajectory scalars (n,), the shards' concatenated in order; log_pf (and a learned log_pb) keep their graph; `joined`: the shards and their log_pf (for `join_captures`)."
     if not shards: raise ValueError("no trajectories on this rank: give at least one shard")
     out = {}
     for k in SCALARS:
         vs = [getattr(t, k, None) for t in shards]
         if k == 'log_q': vs = [t.log_pf.detach() if v is None else v.detach() for t, v in zip(shards, vs)]   # None: on-policy
+        if k == 'log_pf': out['joined'] = (list(shards), vs)
         out[k] = torch.cat(vs)
     return SimpleNamespace(**out)
 
 def global_batch(local, check_sizes: bool = True) -> LogProbBatch:
-    "The global batch (N = K·n,) of every rank's scalars in rank order; this rank's entries keep their graph, the others' are constants."
+    "The global batch (N = K·n,) of every rank's scalars in rank order; this rank's entries keep their graph, the others' are constants; it carries the `JoinedCapture` of this rank's shards where they have one."
     rank, K = world()
     vals = [getattr(local, k) for k in SCALARS]
     n, dt = len(vals[0]), functools.reduce(torch.promote_types, [v.dtype for v in vals])   # gathered losslessly
@@ -81,20 +82,19 @@ def global_batch(local, check_sizes: bool = True) -> LogProbBatch:
     def col(i, v):                                  # column i in v's own dtype; this rank's block is the live `v`
         c = g[:, i].to(v.dtype)
         return torch.cat([c[:rank * n], v, c[(rank + 1) * n:]]) if v.requires_grad else c
-    return LogProbBatch(*(col(i, v) for i, v in enumerate(vals)))
+    b = LogProbBatch(*(col(i, v) for i, v in enumerate(vals)))
+    joined = getattr(local, 'joined', None)                               # from local_scalars: the per-layer score sums apply
+    if joined is not None and b.log_pf.requires_grad: b.capture = join_captures(*joined, b.log_pf, start=rank * n)
+    return b
 
 # %% ../nbs/13_distributed.ipynb #d18d56d2
 def rank_mean(rows: list) -> list:
     "Score sums `rows` (k lists of tensors) averaged over the ranks in one all-reduce: 1/K × the global batch's sums; `rows` without a group."
-    if not _grouped(): return rows
-    flat = torch.cat([g.reshape(-1) for row in rows for g in row])
+    if not _grouped() or not rows: return rows
+    flat = _flat(rows)                                                    # (k, P), one buffer
+    if flat is getattr(rows, 'flat', None): flat = flat.clone()           # the caller's rows stay as they were
     dist.all_reduce(flat); flat /= dist.get_world_size()
-    out, i = [], 0
-    for row in rows:
-        new = []
-        for g in row: new.append(flat[i:i + g.numel()].view_as(g)); i += g.numel()
-        out.append(new)
-    return out
+    return _rows_of(flat, rows[0])
 
 def globalize(loss):
     "Make `loss` compute its score-function sums over the global batch (divergence losses: `score_reduce = rank_mean`); returns `loss`."

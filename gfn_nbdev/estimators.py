@@ -17,8 +17,8 @@ from .divergences import _check_alpha
 # %% auto #0
 __all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'DENSE_MACS', 'LogProbBatch', 'draw_from_set', 'flat_grad',
            'gradient_samples', 'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient', 'last_layer',
-           'DivergenceLoss', 'score_vjps', 'capture_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix',
-           'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy']
+           'DivergenceLoss', 'score_vjps', 'capture_score_sums', 'JoinedCapture', 'join_captures', 'joined_score_sums',
+           'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -28,6 +28,7 @@ class LogProbBatch:
     log_pb: Tensor      # (N,) log p_B(tau | x)
     log_reward: Tensor  # (N,) log R(x)
     log_q: Tensor = None  # (N,) log q(tau) of the behaviour policy that drew the batch; None: on-policy (q = p_F)
+    capture = None        # not a field: a `JoinedCapture` of log_pf's records (per-layer score sums), or None
     @property
     def log_ratio(self) -> Tensor: return self.log_pf - self.log_reward - self.log_pb
     def __len__(self): return len(self.log_pf)
@@ -154,6 +155,13 @@ class _Rows(list):
     "Score sums as a list of rows (each a list over params) that are views of one matrix `flat` (k, P)."
     flat = None
 
+def _rows_of(flat: Tensor, params) -> _Rows:
+    "The rows (k lists of tensors shaped like `params`) viewing the flat sums `flat` (k, P)."
+    shapes = [p.shape for p in params]
+    rows = _Rows([[g.view(s) for g, s in zip(r.split([s.numel() for s in shapes]), shapes)] for r in flat])
+    rows.flat = flat
+    return rows
+
 def capture_score_sums(cap, V: Tensor, params) -> list:
     "For each row v of `V` (k, N), Σ_r v_{R_r} ∇lpf_r over `params` from one backward pass to the `LinearCapture` `cap`'s layer outputs (exact for a row-wise policy); None if some param is not a captured layer's weight or bias."
     L, where = cap.lpf.shape[0], {}
@@ -188,17 +196,16 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
                 for i in P:
                     if n <= o: W[i].addmm_(gq.T, Cs[i, s:e, None] * xq)     # weight the narrower side
                     else: W[i].addmm_((Cs[i, s:e, None] * gq).T, xq)
-    rows = _Rows([[out[i, a:b].view(p.shape) for p, a, b in zip(params, off, off[1:])] for i in range(k)])
-    rows.flat = out
-    return rows
+    return _rows_of(out, params)
 
 # %% ../nbs/05_estimators.ipynb #93909e34
 import weakref
 _FAST_CHECKED = weakref.WeakKeyDictionary()   # loss -> WeakKeyDictionary(policy -> bool): its per-layer sums agreed with score_vjps
 
 def _capture_of(traj, lpf: Tensor):
-    "`traj.capture` when `lpf` is `traj.log_pf_steps.sum(1)` and those steps hold the captured records, else None."
+    "`traj.capture` when `lpf` is `traj.log_pf_steps.sum(1)` and those steps hold the captured records (or the joined `lpf` of a `JoinedCapture`), else None."
     cap = getattr(traj, 'capture', None)
+    if isinstance(cap, JoinedCapture): return cap if cap.lpf is lpf else None
     if cap is None or getattr(traj, 'log_pf_steps', None) is not cap.steps or lpf.grad_fn is None: return None
     fn, nxt = lpf.grad_fn, lpf.grad_fn.next_functions
     if type(fn).__name__ != 'SumBackward1' or tuple(getattr(fn, '_saved_dim', ())) != (1,) or len(nxt) != 1: return None
@@ -212,7 +219,7 @@ def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap):
     if seen is None: seen = _FAST_CHECKED[self] = weakref.WeakKeyDictionary()
     ok = seen.get(cap.policy)
     if ok is False: return None
-    rows = capture_score_sums(cap, V, params)
+    rows = (joined_score_sums if isinstance(cap, JoinedCapture) else capture_score_sums)(cap, V, params)
     if rows is None or ok: return rows
     ref = score_vjps(lpf, params, V)
     flat = lambda rs: torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rs])
@@ -225,6 +232,35 @@ def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap):
                       f"from score_vjps by {err:.3g} (relative, > {rtol:g}): its layers do not act row by row on the "
                       f"batch; this loss uses score_vjps for this policy from now on")
     return rows if ok else ref                                             # checked or not, a batch gets the same sums: resumes stay bit-identical
+
+# %% ../nbs/05_estimators.ipynb #3a285ae4
+@dataclass
+class JoinedCapture:
+    "The captures of several sampled batches whose log p_F fill entries [start, end) of one joined `lpf` (N,)."
+    parts: list   # [(LinearCapture, start, end)] in order
+    lpf: Tensor   # the joined (N,) log p_F; the entries outside the parts are constants
+    @property
+    def policy(self): return self.parts[0][0].policy
+    def __repr__(self): return f"JoinedCapture({len(self.parts)} parts, entries {[(a, b) for _, a, b in self.parts]} of N={len(self.lpf)})"
+
+def join_captures(trajs, lpfs, lpf: Tensor, start: int = 0):
+    "A `JoinedCapture` of `lpf`, whose entries from `start` on are `lpfs` (each `trajs[i].log_pf`, in order); None unless every batch carries the capture of its log p_F, from one policy."
+    parts, a = [], start
+    for t, v in zip(trajs, lpfs):
+        cap = _capture_of(t, v)
+        if cap is None: return None
+        parts.append((cap, a, a + len(v))); a += len(v)
+    if not parts or len({id(c.policy) for c, _, _ in parts}) > 1 or a > len(lpf): return None
+    return JoinedCapture(parts, lpf)
+
+def joined_score_sums(cap: JoinedCapture, V: Tensor, params):
+    "`capture_score_sums` for the joined batch: the parts' sums with their columns of `V` (k, N), added; None if a part has none."
+    out = None
+    for c, a, b in cap.parts:
+        rows = capture_score_sums(c, V[:, a:b], params)
+        if rows is None: return None
+        out = rows.flat if out is None else out.add_(rows.flat)
+    return _rows_of(out, params)
 
 # %% ../nbs/05_estimators.ipynb #52a1fc11
 def _read_batch(traj) -> tuple:
@@ -272,7 +308,7 @@ def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, capture=Non
     if not ok:
         raise ValueError(f"score_reduce must return the score sums in the structure it was given, {len(rows)} rows of "
                          f"{len(params)} tensors shaped like params; got {_structure(out)}")
-    return params, [list(r) for r in out]
+    return params, out if getattr(out, 'flat', None) is not None else [list(r) for r in out]   # rank_mean keeps the flat matrix
 
 # %% ../nbs/05_estimators.ipynb #514f8557
 def _flat(rows) -> Tensor:

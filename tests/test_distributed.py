@@ -5,6 +5,9 @@
    per-rank estimate (each rank's own leave-one-out baseline and coefficient, gradients averaged) does not.
    The same holds with the policy under `DataParallelPolicy` (DDP sums its gradients during `backward()`), and
    `DistTrainer`'s `backward()` leaves the same policy gradient on every rank before any manual reduction.
+   With the shards as the sampler returns them (each carrying its `LinearCapture`), each rank forms the per-layer
+   score sums on its own records (a `JoinedCapture` of the global batch) and the gradient still equals the
+   single-process one computed through `score_vjps`.
 2. A short 2-process run writes its checkpoint from rank 0 and resumes, and its metrics equal those of a
    single-process run of the same seeded shards.
 The workers are module-level functions (torch.multiprocessing spawns fresh interpreters that import this file).
@@ -20,7 +23,8 @@ from gfn_nbdev.losses import make_loss
 from gfn_nbdev.tasks.hypergrid import HyperGrid
 from gfn_nbdev.training import TrainConfig
 from gfn_nbdev.distributed import (DataParallelPolicy, DistTrainer, averaged_parameters, global_loss, globalize, is_local,
-                                   process_group, all_reduce_grads, check_shards, rank_device)
+                                   process_group, all_reduce_grads, check_shards, rank_device, global_batch, local_scalars)
+from gfn_nbdev.estimators import LogProbBatch, _FAST_CHECKED
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason='torch built without gloo')
 K, N = 2, 8
@@ -115,6 +119,45 @@ def _grad_worker(rank, tmp):
 
 def test_gradients_equal_single_process(tmp_path):
     mp.spawn(_grad_worker, args=(str(tmp_path),), nprocs=K, join=True)
+
+# the score-function settings whose sums come from the captures: all-parameter and final-layer sums, on and off policy
+CAPTURED = [(dict(alpha=0.5, cv='loo+sf'), 0.), (dict(alpha=0.5, cv='loo+sf', sf_coef='batch'), 0.),
+            (dict(alpha=0.5, cv='loo+sf', sf_params='last'), 0.), (dict(alpha=0.5, cv='loo+sf'), 0.3)]
+
+def _capture_worker(rank, tmp):
+    torch.set_num_threads(1); torch.set_default_dtype(torch.float64)
+    with process_group('gloo', f'file://{tmp}/pg_cap', rank, K):
+        env = HyperGrid(ndim=2, height=4)
+        torch.manual_seed(0); pf = env.policy(hidden=16, n_layers=2)
+        dp, params = DataParallelPolicy(pf), list(pf.parameters())       # DDP first: its broadcast writes the weights in place
+        per = 2                                                            # two shards of 3 trajectories per rank
+        own = range(rank * per, (rank + 1) * per)
+        for name in ('renyi', 'tsallis'):
+            for kw, eps in CAPTURED:
+                def draw(s, policy):
+                    torch.manual_seed(10 + s); return sample_trajectories(env, policy, 3, epsilon=eps)
+                every = [draw(s, pf) for s in range(K * per)]              # the single-process reference: score_vjps
+                whole = LogProbBatch(*(torch.cat([getattr(t, k) for t in every]) for k in ('log_pf', 'log_pb', 'log_reward')),
+                                     torch.cat([t.log_q for t in every]) if eps else None)
+                assert whole.capture is None
+                ref_loss = make_loss(name, **kw)
+                v_ref, d_ref = ref_loss(whole, params); v_ref.backward(); g_ref = _grads(params)
+                for p in params: p.grad = None
+                mine = [draw(s, dp) for s in own]                          # sampled and scored through DDP, captured
+                loss = globalize(make_loss(name, **kw))
+                b = global_batch(local_scalars(mine), check_sizes=False)
+                assert [(a, e) for _, a, e in b.capture.parts] == [(6 * rank, 6 * rank + 3), (6 * rank + 3, 6 * rank + 6)]
+                v, d = loss(b, params)
+                assert _FAST_CHECKED[loss][dp] is True                     # the per-layer sums were used (and checked)
+                v.backward()                                               # DDP sums the policy's gradients
+                g, what = _grads(params), f"{name} {kw} eps={eps}"
+                assert abs(v.item() - v_ref.item()) < ATOL, (what, v.item(), v_ref.item())
+                assert torch.allclose(g, g_ref, atol=ATOL, rtol=0), (what, (g - g_ref).abs().max().item())
+                assert abs(d['cv_coef'] - d_ref['cv_coef']) < ATOL, (what, d['cv_coef'], d_ref['cv_coef'])
+                for p in params: p.grad = None
+
+def test_captured_score_sums_equal_single_process(tmp_path):
+    mp.spawn(_capture_worker, args=(str(tmp_path),), nprocs=K, join=True)
 
 CFG = dict(task_kw=dict(ndim=2, height=4), loss='renyi', loss_kw=dict(alpha=0.5, cv='loo+sf'), batch_size=N, hidden=16,
            eval_every=2, ckpt_every=2, seed=3, progress=False, device='cpu')
