@@ -180,7 +180,7 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     for p in params: off.append(off[-1] + p.numel())
     out = torch.zeros(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened
     with torch.no_grad():
-        C = V.to(dt)[:, cap.rows]                                         # (k, L) the weight of each record
+        C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
         zeros, groups = None, None
         for (j, _, is_b), p, a, b in zip(at, params, off, off[1:]):
             x, g = cap.layers[j][1].detach(), gs[j]
@@ -189,8 +189,8 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
             W = out[:, a:b].view(k, *p.shape)                             # S_v[W] = (v_R g)ᵀ x, written in place
             if zeros is None: zeros = int((C == 0).sum())
             if zeros * p.numel() <= DENSE_MACS: W.copy_(_weighted_sums(C, g, x)); continue   # one product over every record
-            if groups is None: perm, groups = _support_groups(C); Cs = C[:, perm]   # crossfit: half A's records, half B's
-            xs, gp, (o, n) = x[perm], g[perm], p.shape                    # each group's records contiguous
+            if groups is None: perm, groups = _support_groups(C); Cs = C.index_select(1, perm)   # crossfit: half A's records, half B's
+            xs, gp, (o, n) = x.index_select(0, perm), g.index_select(0, perm), p.shape   # each group's records contiguous
             for P, s, e in groups:                                        # one weight-gradient product per row and group
                 xq, gq = xs[s:e], gp[s:e]
                 for i in P:
