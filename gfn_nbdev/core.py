@@ -418,6 +418,8 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
         R, t, S, A = R[keep], t[keep], S[keep], A[keep]
     seen = {}
     if R.shape[0]:
+        order = torch.argsort(R * T + t)                                  # trajectory by trajectory: a batch's halves are contiguous
+        R, t, S, A = R[order], t[order], S[order], A[order]
         with _linear_hooks(pf) as seen: lpf = pf.dist(S).log_prob(A)    # the one differentiable policy call
     else: lpf = torch.zeros(0, device=dev)
     log_pf = torch.zeros(n, T, dtype=lpf.dtype, device=dev).index_put((R, t), lpf)

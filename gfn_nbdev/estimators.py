@@ -147,9 +147,10 @@ def _support_groups(C: Tensor) -> tuple:
     return perm, out
 
 def _weighted_sums(C: Tensor, g: Tensor, x: Tensor) -> Tensor:
-    "(k, o, n): Σ_r C[i, r] g_r x_rᵀ for each row i of `C` (k, L), with `g` (L, o) and `x` (L, n); one batched product, weighting the narrower side."
-    if x.shape[1] <= g.shape[1]: return torch.matmul(g.T, C[:, :, None] * x)
-    return torch.matmul((C[:, :, None] * g).transpose(1, 2), x)
+    "(k, o, n): Σ_r C[i, r] g_r x_rᵀ for each row i of `C` (k, L), with `g` (L, o) and `x` (L, n); one 2-D product (the k weighted copies of the narrower side side by side)."
+    (k, L), o, n = C.shape, g.shape[1], x.shape[1]                      # a batched matmul would copy the shared side k times
+    if n <= o: return (g.T @ (C[:, :, None] * x).transpose(0, 1).reshape(L, k * n)).view(o, k, n).transpose(0, 1)
+    return ((C[:, :, None] * g).transpose(0, 1).reshape(L, k * o).T @ x).view(k, o, n)
 
 class _Rows(list):
     "Score sums as a list of rows (each a list over params) that are views of one matrix `flat` (k, P)."
@@ -178,24 +179,33 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     k, dt = len(V), cap.lpf.dtype
     off = [0]
     for p in params: off.append(off[-1] + p.numel())
-    out = torch.zeros(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened
+    out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened; every entry written below
     with torch.no_grad():
         C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
         zeros, groups = None, None
         for (j, _, is_b), p, a, b in zip(at, params, off, off[1:]):
             x, g = cap.layers[j][1].detach(), gs[j]
-            if g is None: continue                                        # a layer that does not reach log p_F: zeros
-            if is_b: out[:, a:b] = C @ g; continue                        # S_v[b] = Σ_r v_{R_r} g_r
+            if g is None: out[:, a:b].zero_(); continue                    # a layer that does not reach log p_F: zeros
+            if is_b: torch.mm(C, g, out=out[:, a:b]); continue            # S_v[b] = Σ_r v_{R_r} g_r
             W = out[:, a:b].view(k, *p.shape)                             # S_v[W] = (v_R g)ᵀ x, written in place
             if zeros is None: zeros = int((C == 0).sum())
             if zeros * p.numel() <= DENSE_MACS: W.copy_(_weighted_sums(C, g, x)); continue   # one product over every record
-            if groups is None: perm, groups = _support_groups(C); Cs = C.index_select(1, perm)   # crossfit: half A's records, half B's
-            xs, gp, (o, n) = x.index_select(0, perm), g.index_select(0, perm), p.shape   # each group's records contiguous
+            if groups is None:                                            # crossfit: half A's records, half B's
+                perm, groups = _support_groups(C)
+                inorder = bool(torch.equal(perm, torch.arange(L, device=perm.device)))   # groups already contiguous: no gathers
+                Cs = C if inorder else C.index_select(1, perm)
+                unit = ((C == 0) | (C == 1)).all(1).tolist()              # rows whose weights are 0 or 1: no product with C
+            (xs, gp), (o, n) = ((x, g) if inorder else (x.index_select(0, perm), g.index_select(0, perm))), p.shape
+            started = [False] * k
             for P, s, e in groups:                                        # one weight-gradient product per row and group
                 xq, gq = xs[s:e], gp[s:e]
                 for i in P:
-                    if n <= o: W[i].addmm_(gq.T, Cs[i, s:e, None] * xq)     # weight the narrower side
-                    else: W[i].addmm_((Cs[i, s:e, None] * gq).T, xq)
+                    if n <= o: A, B = gq.T, (xq if unit[i] else Cs[i, s:e, None] * xq)   # weight the narrower side
+                    else: A, B = (gq if unit[i] else Cs[i, s:e, None] * gq).T, xq
+                    if started[i]: W[i].addmm_(A, B)
+                    else: torch.mm(A, B, out=W[i]); started[i] = True
+            for i in range(k):
+                if not started[i]: W[i].zero_()                           # a row that weights no record
     return _rows_of(out, params)
 
 # %% ../nbs/05_estimators.ipynb #93909e34
