@@ -1024,4 +1024,5 @@ d = { 'settings': { 'branch': 'main',
                                     'gfn_nbdev.training.task_args': ('training.html#task_args', 'gfn_nbdev/training.py'),
                                     'gfn_nbdev.training.task_class': ('training.html#task_class', 'gfn_nbdev/training.py'),
                                     'gfn_nbdev.training.train': ('training.html#train', 'gfn_nbdev/training.py'),
+                                    'gfn_nbdev.training.tune_malloc': ('training.html#tune_malloc', 'gfn_nbdev/training.py'),
                                     'gfn_nbdev.training.write_atomic': ('training.html#write_atomic', 'gfn_nbdev/training.py')}}}

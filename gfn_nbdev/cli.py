@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 from fastcore.docments import docments
-from .training import TrainConfig, Interrupted, train, compare, dumps, task_args, policy_args
+from .training import TrainConfig, Interrupted, train, compare, dumps, task_args, policy_args, tune_malloc
 from .training import summarize, summary_markdown, plot_history, METRIC_NAMES
 from .losses import loss_args
 
@@ -224,6 +224,7 @@ def _main(parser_of, run, argv=None):
         if hint: _exit(p.prog, f"error: {hint}", 2)
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     main = threading.current_thread() is threading.main_thread()
+    tune_malloc()                                                         # keep freed memory for the next step (GFN_NBDEV_MALLOC=0: not)
     old = signal.signal(signal.SIGTERM, _terminate) if main else None
     try: run(**vars(ns))
     except Interrupted as e: _exit(p.prog, e.describe('--resume'), e.exit_code)

@@ -19,7 +19,7 @@ from .core import sample_trajectories
 from .balance import DB, SubTB, StateFlowLoss
 from .estimators import DivergenceLoss, LogProbBatch, join_captures, _flat, _rows_of
 from fastcore.basics import patch
-from .training import Trainer, TrainConfig, RUN_FILES, resolve_device, dumps
+from .training import Trainer, TrainConfig, RUN_FILES, resolve_device, dumps, tune_malloc
 
 # %% auto #0
 __all__ = ['SCALARS', 'world', 'all_gather_cat', 'all_sum', 'all_objects', 'local_scalars', 'global_batch', 'rank_mean',
@@ -369,6 +369,7 @@ def main(argv=None):
             elif x == '--nproc': skip = True
             elif not x.startswith('--nproc='): rest.append(x)
         return torchrun(['--standalone', '--nproc-per-node', str(a.nproc), '-m', 'gfn_nbdev.distributed', *rest])
+    tune_malloc()                                                         # as gfn-train: freed memory kept for the next step
     with process_group(a.backend) as (rank, _):
         res = DistTrainer(cfg, shards=a.shards).run(resume=a.resume)
         if rank == 0: print(dumps(res['final']))

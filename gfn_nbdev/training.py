@@ -21,9 +21,9 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['TASKS', 'PROTOCOLS', 'PAPER_BATCH', 'CKPT_FORMAT', 'RESUME_MAY_CHANGE', 'RUN_FILES', 'BEST', 'METRIC_NAMES',
            'task_class', 'task_args', 'policy_args', 'make_task', 'protocol_defaults', 'TrainConfig', 'resolve_device',
-           'min_batch_size', 'Trainer', 'eval_seed', 'own_rng', 'plain', 'dumps', 'rng_state', 'set_rng_state',
-           'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far', 'train', 'LivePlot', 'compare', 'fmt_num',
-           'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
+           'tune_malloc', 'min_batch_size', 'Trainer', 'eval_seed', 'own_rng', 'plain', 'dumps', 'rng_state',
+           'set_rng_state', 'write_atomic', 'Interrupted', 'folder_lock', 'best_so_far', 'train', 'LivePlot', 'compare',
+           'fmt_num', 'fmt_sig', 'summarize', 'summary_markdown', 'plot_history']
 
 # %% ../nbs/11_training.ipynb #91a85d03
 TASKS = {'hypergrid': 'gfn_nbdev.tasks.hypergrid:HyperGrid',
@@ -157,6 +157,22 @@ def resolve_device(d) -> torch.device:
             raise ValueError(f"device {d!r} asked for, but MPS is not available on this machine: use device 'cpu' or 'auto'")
     elif dev.type != 'cpu': raise ValueError(f"unsupported device {d!r}: use auto, cpu, cuda, cuda:N or mps")
     return dev
+
+# %% ../nbs/11_training.ipynb #20bdda29
+import ctypes, platform, sys
+
+# %% ../nbs/11_training.ipynb #a42c7de9
+def tune_malloc(mmap_threshold: int = 32 << 20,    # bytes: larger blocks are mapped from the kernel (glibc's maximum)
+                trim_threshold: int = 256 << 20     # bytes of free heap top kept before it is given back
+               ) -> bool:
+    "Make glibc's malloc keep freed memory for reuse (`mallopt`); True if set, False where it does not apply (see above)."
+    if os.environ.get('GFN_NBDEV_MALLOC') == '0' or sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc': return False
+    if any(k in os.environ for k in ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')): return False
+    if 'malloc' in os.environ.get('LD_PRELOAD', ''): return False        # jemalloc, tcmalloc: not glibc's malloc
+    try: mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError): return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3                           # glibc's malloc.h
+    return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) & bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
 
 # %% ../nbs/11_training.ipynb #60748e29
 def min_batch_size(loss) -> int:
