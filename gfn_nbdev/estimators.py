@@ -153,14 +153,21 @@ def _weighted_sums(C: Tensor, g: Tensor, x: Tensor) -> Tensor:
     return ((C[:, :, None] * g).transpose(0, 1).reshape(L, k * o).T @ x).view(k, o, n)
 
 class _Rows(list):
-    "Score sums as a list of rows (each a list over params) that are views of one matrix `flat` (k, P)."
-    flat = None
+    "Score sums as a list of rows (each a list over params) that are views of one matrix `flat` (k, P), made on first use."
+    flat, shapes = None, None
+    def _views(self):
+        if self.shapes is not None:                                       # the estimator reads `flat` only: most batches never get here
+            shapes, self.shapes = self.shapes, None
+            list.extend(self, [[g.view(s) for g, s in zip(r.split([s.numel() for s in shapes]), shapes)] for r in self.flat])
+        return self
+    def __len__(self): return list.__len__(self._views())
+    def __iter__(self): return list.__iter__(self._views())
+    def __getitem__(self, i): return list.__getitem__(self._views(), i)
 
 def _rows_of(flat: Tensor, params) -> _Rows:
     "The rows (k lists of tensors shaped like `params`) viewing the flat sums `flat` (k, P)."
-    shapes = [p.shape for p in params]
-    rows = _Rows([[g.view(s) for g, s in zip(r.split([s.numel() for s in shapes]), shapes)] for r in flat])
-    rows.flat = flat
+    rows = _Rows()
+    rows.flat, rows.shapes = flat, [p.shape for p in params]
     return rows
 
 def capture_score_sums(cap, V: Tensor, params) -> list:
@@ -352,19 +359,20 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     if N < 2:
         raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
                          f"got N={N}: use sf_coef='batch', or cv='loo' or None")
-    inA = torch.arange(N, device=h.device) < N // 2                       # (N,) half A: the first ⌊N/2⌋ rows
-    if h_within is None: hw = h
-    else: hw = torch.empty_like(h); hw[inA], hw[~inA] = h_within(inA), h_within(~inA)   # h normalised within each half
-    one = inA.to(h)
-    params, rows = self.score_sums(torch.stack([w(one), w(1 - one), w(hw * one), w(hw * (1 - one))]), lpf, params, capture)   # V: (4, N)
+    m = N // 2
+    A, B = slice(0, m), slice(m, N)                                       # half A: the first ⌊N/2⌋ rows; B: the others
+    hw = h if h_within is None else torch.cat([h_within(A), h_within(B)])   # h normalised within each half
+    V = h.new_zeros(4, N)
+    V[0, A], V[1, B], V[2, A], V[3, B] = 1., 1., hw[A], hw[B]             # 1_A, 1_B, h 1_A, h 1_B
+    params, rows = self.score_sums(w(V), lpf, params, capture)           # V: (4, N)
     R = _flat(rows)                                                       # rows S_A, S_B, H_A, H_B
     Gr = R @ R.T
-    aA, aB = coefficient(Gr[0, 2], Gr[0, 0], hw[inA]), coefficient(Gr[1, 3], Gr[1, 1], hw[~inA])   # `half_coefficient` of each half
-    rA, rB = (1., 1.) if h_within is None else (h[inA].sum() / hw[inA].sum(), h[~inA].sum() / hw[~inA].sum())   # to h's scale
+    aA, aB = coefficient(Gr[0, 2], Gr[0, 0], hw[A]), coefficient(Gr[1, 3], Gr[1, 1], hw[B])   # `half_coefficient` of each half
+    rA, rB = (1., 1.) if h_within is None else (h[A].sum() / hw[A].sum(), h[B].sum() / hw[B].sum())   # to h's scale
     z, o = torch.zeros((), dtype=R.dtype, device=R.device), torch.ones((), dtype=R.dtype, device=R.device)
     cS, cH = torch.stack([o, o, z, z]), torch.stack([z, z, o * rA, o * rB])   # S = S_A + S_B, H = r_A H_A + r_B H_B
     cC = torch.stack([aB, aA, z, z])                                      # C = â_B S_A + â_A S_B: each half by the other's â
-    return params, R, cS, cH, cC, torch.where(inA, aB, aA), (aA.item() + aB.item()) / 2
+    return params, R, cS, cH, cC, torch.cat([aB.expand(m), aA.expand(N - m)]), (aA.item() + aB.item()) / 2
 
 @patch
 def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa, h_within=None, rho=None,
