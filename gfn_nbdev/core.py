@@ -432,7 +432,7 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
         log_q = torch.zeros(n, T, dtype=lq.dtype, device=dev).index_put_((Rall, tall), lq)
     else: log_q = log_pf.detach()                                         # on-policy: the behaviour is p_F itself
     traj = Trajectories(states, actions, log_pf, log_pb, log_q, lengths, x, None)
-    if seen and lpf.requires_grad: traj.capture = LinearCapture(pf, [(m, *xy) for m, xy in seen.items()], lpf, R, log_pf)
+    if seen and lpf.requires_grad: traj.capture = LinearCapture(pf, [(m, *xy) for m, xy in seen.items()], lpf, R, log_pf, S)
     return traj
 
 # %% ../nbs/00_core.ipynb #d1058dce
@@ -446,6 +446,7 @@ class LinearCapture:
     lpf: Tensor         # (L,) log p_F of each scored record
     rows: Tensor        # (L,) the trajectory (row of the batch) of each record
     steps: Tensor       # (N, T) the log_pf_steps the records were put into
+    states: Tensor = None   # (L, *state_shape) the state of each record (records of one state share their layer inputs)
     def __repr__(self):
         return f"LinearCapture({type(self.policy).__name__}, {len(self.layers)} nn.Linear calls, L={len(self.lpf)} records)"
 

@@ -15,10 +15,11 @@ from .exact import TrajectorySet
 from .divergences import _check_alpha
 
 # %% auto #0
-__all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'DENSE_MACS', 'LogProbBatch', 'draw_from_set', 'flat_grad',
-           'gradient_samples', 'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient', 'last_layer',
-           'DivergenceLoss', 'score_vjps', 'capture_score_sums', 'JoinedCapture', 'join_captures', 'joined_score_sums',
-           'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis', 'ExploredPolicy']
+__all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'DENSE_MACS', 'MERGE_ROWS', 'LogProbBatch', 'draw_from_set',
+           'flat_grad', 'gradient_samples', 'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient',
+           'last_layer', 'DivergenceLoss', 'score_vjps', 'capture_score_sums', 'JoinedCapture', 'join_captures',
+           'joined_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis',
+           'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -133,6 +134,27 @@ def score_vjps(lpf: Tensor, params, V: Tensor, batched: bool = None) -> list:
 
 # %% ../nbs/05_estimators.ipynb #9cd12f67
 DENSE_MACS = 2 ** 22   # a layer's sums in one product over every record unless V's zeros would save more multiply-adds than this
+MERGE_ROWS = 256       # a product over this many records or more sums the records of one state first (if a quarter repeat one)
+
+_KEYS = {}
+def _repeats(s: Tensor):
+    "(inv, first) for the records' states `s` (m, ...): record r has the distinct state of record first[inv[r]]; None when more than 3/4 of the states are distinct."
+    s = s.reshape(len(s), -1)
+    w = _KEYS.get((s.shape[1], s.device))
+    if w is None:                                                         # fixed random weights: a state's key, the same in every row
+        w = _KEYS[(s.shape[1], s.device)] = torch.rand(s.shape[1], generator=torch.Generator().manual_seed(0),
+                                                        dtype=torch.float64).add_(.5).to(s.device)
+    key, order = torch.sort(s.to(torch.float64) @ w, stable=True)
+    new = torch.ones_like(key, dtype=torch.bool)
+    new[1:] = key[1:] != key[:-1]
+    seg = new.cumsum(0) - 1
+    if 4 * (int(seg[-1]) + 1) > 3 * len(s): return None                    # under a quarter repeat: merging would not pay
+    inv, first = torch.empty_like(seg).scatter_(0, order, seg), order[new]
+    return (inv, first) if torch.equal(s.index_select(0, first).index_select(0, inv), s) else None   # two states, one key: no merging
+
+def _mergeable(m: int, o: int, n: int, states) -> bool:
+    "Whether a layer's (o, n) product over `m` records may merge the records of one state: known states, MERGE_ROWS records or more, both sides 64 wide or more, on the CPU (CUDA's index_add_ sums in no fixed order)."
+    return states is not None and m >= MERGE_ROWS and min(o, n) >= 64 and states.device.type == 'cpu'
 
 def _support_groups(C: Tensor) -> tuple:
     "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows, start, end)] of `perm`'s slices."
@@ -146,9 +168,12 @@ def _support_groups(C: Tensor) -> tuple:
         a += m                                                            # code 0: no row weights them, they add nothing
     return perm, out
 
-def _weighted_sums(C: Tensor, g: Tensor, x: Tensor) -> Tensor:
-    "(k, o, n): Σ_r C[i, r] g_r x_rᵀ for each row i of `C` (k, L), with `g` (L, o) and `x` (L, n); one 2-D product (the k weighted copies of the narrower side side by side)."
+def _weighted_sums(C: Tensor, g: Tensor, x: Tensor, rep=None) -> Tensor:
+    "(k, o, n): Σ_r C[i, r] g_r x_rᵀ for each row i of `C` (k, L), with `g` (L, o) and `x` (L, n); one 2-D product (the k weighted copies of the narrower side side by side, or with `rep` = (inv, first) from `_repeats`, of `g` summed over the records of each state)."
     (k, L), o, n = C.shape, g.shape[1], x.shape[1]                      # a batched matmul would copy the shared side k times
+    if rep is not None:                                                   # Σ_u (Σ_{r of state u} C_ir g_r) x_uᵀ: equal states, equal x
+        G = (C[:, :, None] * g).transpose(0, 1).reshape(L, k * o)
+        return (G.new_zeros(len(rep[1]), k * o).index_add_(0, rep[0], G).T @ x.index_select(0, rep[1])).view(k, o, n)
     if n <= o: return (g.T @ (C[:, :, None] * x).transpose(0, 1).reshape(L, k * n)).view(o, k, n).transpose(0, 1)
     return ((C[:, :, None] * g).transpose(0, 1).reshape(L, k * o).T @ x).view(k, o, n)
 
@@ -189,25 +214,34 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened; every entry written below
     with torch.no_grad():
         C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
-        zeros, groups = None, None
+        zeros, groups, states, reps = None, None, getattr(cap, 'states', None), {}
         for (j, _, is_b), p, a, b in zip(at, params, off, off[1:]):
             x, g = cap.layers[j][1].detach(), gs[j]
             if g is None: out[:, a:b].zero_(); continue                    # a layer that does not reach log p_F: zeros
             if is_b: torch.mm(C, g, out=out[:, a:b]); continue            # S_v[b] = Σ_r v_{R_r} g_r
             W = out[:, a:b].view(k, *p.shape)                             # S_v[W] = (v_R g)ᵀ x, written in place
             if zeros is None: zeros = int((C == 0).sum())
-            if zeros * p.numel() <= DENSE_MACS: W.copy_(_weighted_sums(C, g, x)); continue   # one product over every record
+            if zeros * p.numel() <= DENSE_MACS:                           # one product over every record
+                if _mergeable(L, *p.shape, states) and 'all' not in reps: reps['all'] = _repeats(states)
+                W.copy_(_weighted_sums(C, g, x, reps.get('all') if _mergeable(L, *p.shape, states) else None)); continue
             if groups is None:                                            # crossfit: half A's records, half B's
                 perm, groups = _support_groups(C)
                 inorder = bool(torch.equal(perm, torch.arange(L, device=perm.device)))   # groups already contiguous: no gathers
                 Cs = C if inorder else C.index_select(1, perm)
                 unit = ((C == 0) | (C == 1)).all(1).tolist()              # rows whose weights are 0 or 1: no product with C
+                Ss = states if inorder or states is None else states.index_select(0, perm)
             (xs, gp), (o, n) = ((x, g) if inorder else (x.index_select(0, perm), g.index_select(0, perm))), p.shape
             started = [False] * k
             for P, s, e in groups:                                        # one weight-gradient product per row and group
                 xq, gq = xs[s:e], gp[s:e]
+                rep = None
+                if _mergeable(e - s, o, n, Ss):                           # the group's states, found once for all its layers
+                    if (s, e) not in reps: reps[(s, e)] = _repeats(Ss[s:e])
+                    rep = reps[(s, e)]
+                if rep is not None: xq = xq.index_select(0, rep[1])        # one row per state: g summed over its records
                 for i in P:
-                    if n <= o: A, B = gq.T, (xq if unit[i] else Cs[i, s:e, None] * xq)   # weight the narrower side
+                    if rep is not None: A, B = gq.new_zeros(len(rep[1]), o).index_add_(0, rep[0], gq if unit[i] else Cs[i, s:e, None] * gq).T, xq
+                    elif n <= o: A, B = gq.T, (xq if unit[i] else Cs[i, s:e, None] * xq)   # weight the narrower side
                     else: A, B = (gq if unit[i] else Cs[i, s:e, None] * gq).T, xq
                     if started[i]: W[i].addmm_(A, B)
                     else: torch.mm(A, B, out=W[i]); started[i] = True
