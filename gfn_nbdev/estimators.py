@@ -152,9 +152,9 @@ def _repeats(s: Tensor):
     inv, first = torch.empty_like(seg).scatter_(0, order, seg), order[new]
     return (inv, first) if torch.equal(s.index_select(0, first).index_select(0, inv), s) else None   # two states, one key: no merging
 
-def _mergeable(m: int, o: int, n: int, states) -> bool:
-    "Whether a layer's (o, n) product over `m` records may merge the records of one state: known states, MERGE_ROWS records or more, both sides 64 wide or more, on the CPU (CUDA's index_add_ sums in no fixed order)."
-    return states is not None and m >= MERGE_ROWS and min(o, n) >= 64 and states.device.type == 'cpu'
+def _mergeable(states, o: int, n: int) -> bool:
+    "Whether a layer's (o, n) product over the records of `states` may merge the records of one state: known states, MERGE_ROWS records or more, both sides 64 wide or more, on the CPU (CUDA's index_add_ sums in no fixed order)."
+    return states is not None and len(states) >= MERGE_ROWS and min(o, n) >= 64 and states.device.type == 'cpu'
 
 def _support_groups(C: Tensor) -> tuple:
     "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows, start, end)] of `perm`'s slices."
@@ -215,6 +215,10 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     with torch.no_grad():
         C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
         zeros, groups, states, reps = None, None, getattr(cap, 'states', None), {}
+        def merged(key, st, o, n):                                        # `_repeats` where merging may pay, once per group of records
+            if not _mergeable(st, o, n): return None
+            if key not in reps: reps[key] = _repeats(st)
+            return reps[key]
         for (j, _, is_b), p, a, b in zip(at, params, off, off[1:]):
             x, g = cap.layers[j][1].detach(), gs[j]
             if g is None: out[:, a:b].zero_(); continue                    # a layer that does not reach log p_F: zeros
@@ -222,8 +226,7 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
             W = out[:, a:b].view(k, *p.shape)                             # S_v[W] = (v_R g)ᵀ x, written in place
             if zeros is None: zeros = int((C == 0).sum())
             if zeros * p.numel() <= DENSE_MACS:                           # one product over every record
-                if _mergeable(L, *p.shape, states) and 'all' not in reps: reps['all'] = _repeats(states)
-                W.copy_(_weighted_sums(C, g, x, reps.get('all') if _mergeable(L, *p.shape, states) else None)); continue
+                W.copy_(_weighted_sums(C, g, x, merged('all', states, *p.shape))); continue
             if groups is None:                                            # crossfit: half A's records, half B's
                 perm, groups = _support_groups(C)
                 inorder = bool(torch.equal(perm, torch.arange(L, device=perm.device)))   # groups already contiguous: no gathers
@@ -234,10 +237,7 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
             started = [False] * k
             for P, s, e in groups:                                        # one weight-gradient product per row and group
                 xq, gq = xs[s:e], gp[s:e]
-                rep = None
-                if _mergeable(e - s, o, n, Ss):                           # the group's states, found once for all its layers
-                    if (s, e) not in reps: reps[(s, e)] = _repeats(Ss[s:e])
-                    rep = reps[(s, e)]
+                rep = merged((s, e), None if Ss is None else Ss[s:e], o, n)
                 if rep is not None: xq = xq.index_select(0, rep[1])        # one row per state: g summed over its records
                 for i in P:
                     if rep is not None: A, B = gq.new_zeros(len(rep[1]), o).index_add_(0, rep[0], gq if unit[i] else Cs[i, s:e, None] * gq).T, xq
