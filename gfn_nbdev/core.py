@@ -9,12 +9,11 @@ from dataclasses import dataclass, fields
 from typing import Optional
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['check_finite', 'check_shape', 'check_device', 'Env', 'GraphEnv', 'diamond_env', 'check_exploration',
+__all__ = ['check_finite', 'check_shape', 'check_device', 'one_hot', 'Env', 'GraphEnv', 'diamond_env', 'check_exploration',
            'MaskedCategorical', 'MLP', 'DiscretePolicy', 'UniformBackward', 'Trajectories', 'default_backward',
            'LinearCapture', 'sample_trajectories', 'log_pf_of', 'sample_backward', 'Loss']
 
@@ -47,6 +46,11 @@ def check_device(name: str, t: Tensor, device) -> Tensor:
     if t.device != torch.device(device):
         raise ValueError(f"{name} is on {t.device} but the environment is on {torch.device(device)}")
     return t
+
+# %% ../nbs/00_core.ipynb #fcab05f2
+def one_hot(x: Tensor, n: int, dtype=torch.long) -> Tensor:
+    "`F.one_hot(x, n)` as `dtype`, without the range check that reads `x` back to the host; entries outside [0, n) give zero rows."
+    return (x.unsqueeze(-1) == torch.arange(n, device=x.device)).to(dtype)
 
 # %% ../nbs/00_core.ipynb #75d1491a
 class Env:
@@ -179,7 +183,7 @@ class GraphEnv(Env):
         prev = self.parents[s[:, 0], b]
         return (self.children[prev] == s).long().argmax(1)
     def _log_reward(self, x): return self.log_r[x[:, 0]]
-    def encode(self, s): return F.one_hot(s[:, 0], self.M).to(torch.get_default_dtype())
+    def encode(self, s): return one_hot(s[:, 0], self.M, torch.get_default_dtype())
     def all_states(self): return torch.arange(self.M, device=self.device)[:, None]
     def state_key(self, s): return s[:, 0]
     def terminal_states(self): return self.terminals[:, None]

@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_estimators.ipynb #e948dd5d
 from __future__ import annotations
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from .divergences import _check_alpha
 __all__ = ['CV_NAMES', 'SF_COEFS', 'SF_PARAMS', 'IS_WEIGHTS', 'DENSE_MACS', 'MERGE_ROWS', 'LogProbBatch', 'draw_from_set',
            'flat_grad', 'gradient_samples', 'loo_baseline', 'coefficient', 'sf_coefficient', 'half_coefficient',
            'last_layer', 'DivergenceLoss', 'score_vjps', 'capture_score_sums', 'JoinedCapture', 'join_captures',
-           'joined_score_sums', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi', 'Tsallis',
-           'ExploredPolicy']
+           'joined_score_sums', 'halves', 'ReverseKL', 'ForwardKL', 'score_matrix', 'batch_coefficients', 'Renyi',
+           'Tsallis', 'ExploredPolicy']
 
 # %% ../nbs/05_estimators.ipynb #a3dba292
 @dataclass
@@ -157,16 +158,19 @@ def _mergeable(states, o: int, n: int) -> bool:
     return states is not None and len(states) >= MERGE_ROWS and min(o, n) >= 64 and states.device.type == 'cpu'
 
 def _support_groups(C: Tensor) -> tuple:
-    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` and [(rows, start, end)] of `perm`'s slices."
-    k = C.shape[0]
-    code = ((C != 0).long() << torch.arange(k, device=C.device)[:, None]).sum(0)   # (L,) the rows that weight each record
+    "The records (columns of `C`, (k, L)) grouped by which rows weight them: their order `perm` (None: already grouped), [(rows, start, end)] of `perm`'s slices, whether each row's weights are all 0 or 1, and the number of zero weights; one transfer to the host (after `unique_consecutive`'s own)."
+    (k, L), nz = C.shape, C != 0
+    code = (nz.long() << torch.arange(k, device=C.device)[:, None]).sum(0)   # (L,) the rows that weight each record
     code, perm = torch.sort(code, stable=True)
     vals, counts = torch.unique_consecutive(code, return_counts=True)
+    info = torch.cat([(~nz).sum().view(1), (~nz | (C == 1)).all(1).long(), (perm == torch.arange(L, device=C.device)).all().long().view(1),
+                      vals, counts]).tolist()
+    zeros, unit, inorder, v = info[0], [bool(u) for u in info[1:k + 1]], bool(info[k + 1]), info[k + 2:]
     out, a = [], 0
-    for c, m in zip(vals.tolist(), counts.tolist()):
+    for c, m in zip(v[:len(v) // 2], v[len(v) // 2:]):
         if c: out.append(([i for i in range(k) if c >> i & 1], a, a + m))
         a += m                                                            # code 0: no row weights them, they add nothing
-    return perm, out
+    return None if inorder else perm, out, unit, zeros
 
 def _weighted_sums(C: Tensor, g: Tensor, x: Tensor, rep=None) -> Tensor:
     "(k, o, n): Σ_r C[i, r] g_r x_rᵀ for each row i of `C` (k, L), with `g` (L, o) and `x` (L, n); one 2-D product (the k weighted copies of the narrower side side by side, or with `rep` = (inv, first) from `_repeats`, of `g` summed over the records of each state)."
@@ -214,7 +218,9 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened; every entry written below
     with torch.no_grad():
         C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
-        zeros, groups, states, reps = None, None, getattr(cap, 'states', None), {}
+        perm, groups, unit, zeros = _support_groups(C)                     # the records' groups: one transfer, computed once
+        Cs, states, reps = C if perm is None else C.index_select(1, perm), getattr(cap, 'states', None), {}
+        Ss = states if perm is None or states is None else states.index_select(0, perm)
         def merged(key, st, o, n):                                        # `_repeats` where merging may pay, once per group of records
             if not _mergeable(st, o, n): return None
             if key not in reps: reps[key] = _repeats(st)
@@ -224,16 +230,9 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
             if g is None: out[:, a:b].zero_(); continue                    # a layer that does not reach log p_F: zeros
             if is_b: torch.mm(C, g, out=out[:, a:b]); continue            # S_v[b] = Σ_r v_{R_r} g_r
             W = out[:, a:b].view(k, *p.shape)                             # S_v[W] = (v_R g)ᵀ x, written in place
-            if zeros is None: zeros = int((C == 0).sum())
             if zeros * p.numel() <= DENSE_MACS:                           # one product over every record
                 W.copy_(_weighted_sums(C, g, x, merged('all', states, *p.shape))); continue
-            if groups is None:                                            # crossfit: half A's records, half B's
-                perm, groups = _support_groups(C)
-                inorder = bool(torch.equal(perm, torch.arange(L, device=perm.device)))   # groups already contiguous: no gathers
-                Cs = C if inorder else C.index_select(1, perm)
-                unit = ((C == 0) | (C == 1)).all(1).tolist()              # rows whose weights are 0 or 1: no product with C
-                Ss = states if inorder or states is None else states.index_select(0, perm)
-            (xs, gp), (o, n) = ((x, g) if inorder else (x.index_select(0, perm), g.index_select(0, perm))), p.shape
+            (xs, gp), (o, n) = ((x, g) if perm is None else (x.index_select(0, perm), g.index_select(0, perm))), p.shape   # contiguous groups (the crossfit's halves): sliced, not gathered
             started = [False] * k
             for P, s, e in groups:                                        # one weight-gradient product per row and group
                 xq, gq = xs[s:e], gp[s:e]
@@ -316,19 +315,26 @@ def joined_score_sums(cap: JoinedCapture, V: Tensor, params):
 # %% ../nbs/05_estimators.ipynb #52a1fc11
 def _read_batch(traj) -> tuple:
     "The checked vectors log_pf, log_pb, log_reward (N,) of a batch, and whether it is an exact set."
-    out = []
-    for name in ('log_pf', 'log_pb', 'log_reward'):
+    names, out = ('log_pf', 'log_pb', 'log_reward'), []
+    for name in names:
         t = getattr(traj, name, None)
         if not isinstance(t, Tensor) or t.dim() != 1:
             raise ValueError(f"traj.{name} must be a 1-D tensor (N,), got {type(t).__name__} {getattr(t, 'shape', '')}")
-        out.append(check_finite(f"traj.{name}", t))
+        out.append(t)
+    with torch.no_grad(): finite = bool(torch.isfinite(sum(t.sum() for t in out)))   # one test: a NaN or ±inf anywhere reaches the sum
+    if not finite:                                                        # name the bad values (a sum that overflowed passes)
+        for name, t in zip(names, out): check_finite(f"traj.{name}", t)
     if not out[0].shape == out[1].shape == out[2].shape:
         raise ValueError(f"traj.log_pf, log_pb, log_reward must have the same length, got {[len(t) for t in out]}")
     return (*out, isinstance(traj, TrajectorySet))
 
 def _read_log_q(traj, lpf: Tensor, exact: bool):
     "The behaviour policy's log q (N,), detached, or None when the batch is on-policy (no `log_q`, or equal to log_pf) or exact."
-    lq = None if exact else getattr(traj, 'log_q', None)
+    if exact: return None
+    qs, ps = getattr(traj, 'log_q_steps', None), getattr(traj, 'log_pf_steps', None)
+    if isinstance(qs, Tensor) and isinstance(ps, Tensor) and (qs.data_ptr(), qs.shape, qs.stride(), qs.dtype) == (ps.data_ptr(), ps.shape, ps.stride(), ps.dtype):
+        return None                                                       # the sampler's on-policy batch: log q is log p_F's own steps
+    lq = getattr(traj, 'log_q', None)
     if lq is None: return None
     if not isinstance(lq, Tensor) or lq.shape != lpf.shape:
         raise ValueError(f"traj.log_q must be a tensor of the shape of traj.log_pf {tuple(lpf.shape)}, got {type(lq).__name__} {getattr(lq, 'shape', '')}")
@@ -367,6 +373,13 @@ def _flat(rows) -> Tensor:
     R = getattr(rows, 'flat', None)
     return R if R is not None else torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
+@functools.lru_cache(maxsize=64)
+def halves(N: int, device, m: int = None) -> tuple:
+    "The halves [0, m) and [m, N) of a batch of N rows (m = ⌊N/2⌋ unless given): (2, N) bool masks and each row's half (N,); cached, do not modify."
+    m = N // 2 if m is None else m
+    half = (torch.arange(N, device=device) >= m).long()
+    return torch.stack([half == 0, half == 1]), half
+
 class _GradientOf(torch.autograd.Function):
     "A zero whose gradient w.r.t. `params` is the flat `G` (P,) split over them: ⟨sg(G), θ⟩ with one node instead of one product per tensor."
     @staticmethod
@@ -375,11 +388,11 @@ class _GradientOf(torch.autograd.Function):
         return G.new_zeros(())
     @staticmethod
     def backward(ctx, grad):
-        return (None, *(g.view(s) * grad for g, s in zip(ctx.G.split([s.numel() for s in ctx.shapes]), ctx.shapes)))
+        return (None, *(g.view(s) for g, s in zip((ctx.G * grad).split([s.numel() for s in ctx.shapes]), ctx.shapes)))
 
 @patch
 def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None, r=None, capture=None) -> tuple:
-    "params, the score sums R (k, P), coefficient rows (cS, cH, cC) (k,) with S = cS R, H = cH R and the correction C = cC R = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â; `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
+    "params, the score sums R (k, P), coefficient rows (cS, cH, cC) (k,) with S = cS R, H = cH R and the correction C = cC R = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â (a float64 tensor); `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
     N = len(h)
     w = (lambda v: v) if r is None else (lambda v: r * v)                 # off-policy: S = Σ ω∇s, H = Σ ωh∇s
     if self.sf_params == 'last' and params is not None: params = last_layer(p for p in params if p.requires_grad)   # â from the final layer
@@ -389,24 +402,23 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
         Gr = R @ R.T                                                      # all the inner products â needs, one product
         a = coefficient(Gr[0, 1], Gr[0, 0])                               # `sf_coefficient` from the Gram matrix
         e = torch.eye(2, dtype=R.dtype, device=R.device)
-        return params, R, e[0], e[1], a * e[0], a.expand(N), a.item()
+        return params, R, e[0], e[1], a * e[0], a.expand(N), a.double()
     if N < 2:
         raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
                          f"got N={N}: use sf_coef='batch', or cv='loo' or None")
-    m = N // 2
-    A, B = slice(0, m), slice(m, N)                                       # half A: the first ⌊N/2⌋ rows; B: the others
-    hw = h if h_within is None else torch.cat([h_within(A), h_within(B)])   # h normalised within each half
-    V = h.new_zeros(4, N)
-    V[0, A], V[1, B], V[2, A], V[3, B] = 1., 1., hw[A], hw[B]             # 1_A, 1_B, h 1_A, h 1_B
-    params, rows = self.score_sums(w(V), lpf, params, capture)           # V: (4, N)
+    M, half = halves(N, h.device)                                         # half A: the first ⌊N/2⌋ rows; B: the others
+    hw = h if h_within is None else h_within(N // 2)                      # h normalised within each half
+    Mh = M.to(h.dtype)
+    params, rows = self.score_sums(w(torch.cat([Mh, Mh * hw])), lpf, params, capture)   # V: (4, N) rows 1_A, 1_B, h 1_A, h 1_B
     R = _flat(rows)                                                       # rows S_A, S_B, H_A, H_B
     Gr = R @ R.T
-    aA, aB = coefficient(Gr[0, 2], Gr[0, 0], hw[A]), coefficient(Gr[1, 3], Gr[1, 1], hw[B])   # `half_coefficient` of each half
-    rA, rB = (1., 1.) if h_within is None else (h[A].sum() / hw[A].sum(), h[B].sum() / hw[B].sum())   # to h's scale
-    z, o = torch.zeros((), dtype=R.dtype, device=R.device), torch.ones((), dtype=R.dtype, device=R.device)
-    cS, cH = torch.stack([o, o, z, z]), torch.stack([z, z, o * rA, o * rB])   # S = S_A + S_B, H = r_A H_A + r_B H_B
-    cC = torch.stack([aB, aA, z, z])                                      # C = â_B S_A + â_A S_B: each half by the other's â
-    return params, R, cS, cH, cC, torch.cat([aB.expand(m), aA.expand(N - m)]), (aA.item() + aB.item()) / 2
+    lo, hi = torch.where(M, hw, math.inf).amin(1), torch.where(M, hw, -math.inf).amax(1)   # each half's [min h, max h]
+    a = coefficient(Gr.diagonal(2), Gr.diagonal()[:2]).clamp(lo.to(R.dtype), hi.to(R.dtype))   # (â_A, â_B): `half_coefficient` of each half
+    o = torch.ones(2, dtype=R.dtype, device=R.device)
+    r = o if h_within is None else (lambda s: s[:, 0] / s[:, 1])(Mh @ torch.stack([h, hw], 1)).to(R.dtype)   # (r_A, r_B): to h's scale
+    cS, cH = torch.cat([o, 0 * o]), torch.cat([0 * o, r])                 # S = S_A + S_B, H = r_A H_A + r_B H_B
+    cC = torch.cat([a.flip(0), 0 * o])                                    # C = â_B S_A + â_A S_B: each half by the other's â
+    return params, R, cS, cH, cC, a.flip(0)[half], a.double().mean()
 
 @patch
 def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa, h_within=None, rho=None,
@@ -445,9 +457,13 @@ def forward(self: DivergenceLoss, traj, params=None) -> tuple:
     if lpb.requires_grad: surr = surr + (log_rho.exp() * c['kB'] * lpb).sum()    # pathwise term, learned p_B
     value = c['value'].to(lpf.dtype)
     lw = log_rho + c['log_w']
-    diag = dict(loss=value.item(), log_Z_hat=_lse(log_rho - ell).item(), ess=(2 * _lse(lw) - _lse(2 * lw)).exp().item(),
-                **({} if log_om is None else dict(ess_is=(2 * _lse(log_om) - _lse(2 * log_om)).exp().item())),
-                **({} if a is None else dict(cv_coef=a)), **c.get('extra', {}))
+    s = torch.logsumexp(torch.stack([log_rho - ell, lw, 2 * lw]), 1)      # log Ẑ and the ESS's two sums
+    out = [value.detach(), s[0], (2 * s[1] - s[2]).exp()]
+    if log_om is not None: out.append((lambda t: (2 * t[0] - t[1]).exp())(torch.logsumexp(torch.stack([log_om, 2 * log_om]), 1)))
+    if isinstance(a, Tensor): out.append(a)
+    vals = torch.stack([t.double() for t in out]).tolist()               # every diagnostic in one transfer from the device
+    diag = dict(loss=vals[0], log_Z_hat=vals[1], ess=vals[2], **({} if log_om is None else dict(ess_is=vals[3])),
+                **({} if a is None else dict(cv_coef=vals[-1] if isinstance(a, Tensor) else a)), **c.get('extra', {}))
     return value + (surr - surr.detach()), diag
 
 # %% ../nbs/05_estimators.ipynb #b10ec8f6
@@ -468,9 +484,12 @@ class _FixedShift(DivergenceLoss):
         self._warned = False
 
     def shift(self, log_reward: Tensor) -> float:
-        "The fixed shift c: set from the first batch's largest log R if not set yet, then kept."
-        if torch.isnan(self.log_shift): self.log_shift.fill_(log_reward.max().item())
-        return self.log_shift.item()
+        "The fixed shift c: set from the first batch's largest log R if not set yet, then kept (read from the device only when the buffer changed)."
+        b = self.log_shift
+        if getattr(self, '_shift_of', None) != (id(b), b.data_ptr(), b._version):   # set, loaded or moved since the last read
+            if torch.isnan(b): b.fill_(log_reward.max().item())
+            self._shift_of, self._shift = (id(b), b.data_ptr(), b._version), b.item()
+        return self._shift
 
     def windowed(self, log_w: Tensor) -> tuple:
         "Log-weights moved as a block so that the largest lies in [-L, L], and the amount moved."
@@ -556,8 +575,12 @@ class Renyi(DivergenceLoss):
 
     def coefficients(self, ell, log_rho, log_reward) -> dict:
         a, sg = self.alpha, math.copysign(1., self.alpha)
-        vbar = torch.softmax(log_rho + (a - 1) * ell, 0) / log_rho.exp()  # g_n / ĝ, mean 1
-        within = lambda m: sg * torch.softmax(log_rho[m] + (a - 1) * ell[m], 0) / torch.softmax(log_rho[m], 0)  # ĝ of part m
+        z = log_rho + (a - 1) * ell
+        vbar = torch.softmax(z, 0) / log_rho.exp()                        # g_n / ĝ, mean 1
+        def within(m):                                                    # g_n / ĝ of its half, [0, m) or [m, N), both at once
+            M = halves(len(ell), ell.device, m)[0]
+            p = torch.softmax(torch.where(M, torch.stack([z, log_rho])[:, None], -math.inf), 2).sum(1)   # each half's softmax
+            return sg * p[0] / p[1]
         return dict(f=sg * vbar / (a - 1), h=sg * vbar, f_over_h=1 / (a - 1), h_within=within, kB=-sg * vbar, log_w=(a - 1) * ell,
                     value=sg * _renyi_estimate(ell, log_rho, a))
 

@@ -6,13 +6,15 @@
 from __future__ import annotations
 import math
 from contextlib import contextmanager
+import collections
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 from .core import GraphEnv
 from .exact import enumerate_trajectories
 
 # %% auto #0
-__all__ = ['float64', 'max_abs_t', 'toy_dag', 'layered_dag', 'fit_exact']
+__all__ = ['SYNC_OPS', 'float64', 'max_abs_t', 'toy_dag', 'layered_dag', 'HostSyncs', 'fit_exact']
 
 # %% ../nbs/09_testing.ipynb #0d15b859
 @contextmanager
@@ -59,6 +61,36 @@ def layered_dag(seed: int = 0, width: int = 7, depth: int = 7, max_out: int = 3,
     f64 = dict(generator=g, dtype=torch.float64)                          # the same DAG whatever the default dtype
     term = [v for L in layers[1:-1] for v in L if torch.rand(1, **f64) < p_stop] + layers[-1]
     return GraphEnv(n, sorted(edges), term, torch.randn(len(term), **f64).exp().tolist())
+
+# %% ../nbs/09_testing.ipynb #b03bbb65
+SYNC_OPS = frozenset({'_local_scalar_dense', 'equal', 'is_nonzero', 'nonzero', 'nonzero_static', 'unique_consecutive', '_unique',
+                      '_unique2', 'unique_dim', 'masked_select', 'bincount', 'repeat_interleave'})   # ops that read the device back on CUDA
+
+class HostSyncs(TorchDispatchMode):
+    "Counts the ATen operations dispatched in its block (`ops`) and those that make the host wait for the device on CUDA (`syncs`, by name; `.tolist()` calls too)."
+    def __init__(self):
+        super().__init__()
+        self.ops, self.syncs = 0, collections.Counter()
+    @property
+    def total(self) -> int: return sum(self.syncs.values())
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        name = func._schema.name.split('::')[-1]
+        flat = [t for a in args for t in (a if isinstance(a, (list, tuple)) else [a])]
+        if name in SYNC_OPS: self.syncs[name] += 1
+        elif name.startswith(('index', '_index_put')) and any(isinstance(t, Tensor) and t.dtype == torch.bool for t in flat):
+            self.syncs[name + '[bool]'] += 1                              # boolean-mask indexing: a data-dependent size
+        return func(*args, **(kwargs or {}))
+    def __enter__(self):
+        self._tolist, count = Tensor.tolist, self.syncs
+        def tolist(t, *a, **k):
+            count['tolist'] += 1
+            return self._tolist(t, *a, **k)
+        Tensor.tolist = tolist
+        return super().__enter__()
+    def __exit__(self, *exc):
+        Tensor.tolist = self._tolist
+        return super().__exit__(*exc)
 
 # %% ../nbs/09_testing.ipynb #591b3b0e
 def fit_exact(env, pf, objective, steps: int = 200, lr: float = 0.05) -> list:

@@ -203,3 +203,13 @@ def test_random_layers_are_refused():
         assert len(sample_trajectories(env, pf.eval(), 4)) == 4
     pf = DiscretePolicy(env, torch.nn.Sequential(MLP(8, 3, hidden=8), torch.nn.Dropout(0.)))   # p = 0: the identity
     assert len(sample_trajectories(env, pf, 4)) == 4
+
+def test_hypergrid_sampling_reads_the_device_back_about_twice_per_step():
+    "Sampling on the hypergrid reads the device back about twice per step (the masks' check and the compaction of finished rows), plus a few times to join the batch: its one-hot encodings and moves read nothing (F.one_hot reads its input's range, twice per call)."
+    from gfn_nbdev.testing import HostSyncs
+    env = HyperGrid(4, 8)
+    torch.manual_seed(0)
+    pf = env.policy(hidden=64)
+    with HostSyncs() as c: b = sample_trajectories(env, pf, 64)
+    T = b.actions.shape[1]                                                # the longest trajectory's steps
+    assert c.total <= 2 * (T + 1) + 8, (T, dict(c.syncs))

@@ -534,3 +534,33 @@ def test_fast_score_sums_final_layer(fast_calls):
         fast_calls.clear()
         g_fast, g_old = _loss_grad(loss, tr, params), _loss_grad(loss, tr, params, fast=False)
         assert fast_calls == [True] and (g_fast - g_old).norm() <= 1e-10 * g_old.norm()
+
+def test_divergence_step_reads_the_device_back_at_most_4_times():
+    "One Renyi / Tsallis loss and backward with the cross-fitted score-function CV on a sampled batch reads values back from the device at most 4 / 5 times (on CUDA each read waits for all queued work): the finiteness test, the records' groups (unique, one transfer), the diagnostics (one transfer); Tsallis also its weight window. Merging repeated states runs on the CPU only and is off here, as on CUDA."
+    import gfn_nbdev.estimators as E
+    from gfn_nbdev.tasks.hypergrid import HyperGrid
+    from gfn_nbdev.testing import HostSyncs
+    env = HyperGrid(4, 8)
+    torch.manual_seed(0)
+    pf = env.policy(hidden=64)
+    params, old = list(pf.parameters()), E.MERGE_ROWS
+    E.MERGE_ROWS = 10 ** 9
+    try:
+        for loss, budget in ((Renyi(0.5), 4), (Tsallis(0.5), 5)):
+            loss(sample_trajectories(env, pf, 32), params)                # the first batch checks the per-layer sums once
+            batch = sample_trajectories(env, pf, 32)
+            with HostSyncs() as c:
+                v, d = loss(batch, params)
+                v.backward()
+            assert c.total <= budget, (type(loss).__name__, dict(c.syncs))
+            assert set(d) >= {'loss', 'log_Z_hat', 'ess', 'cv_coef'} and all(isinstance(x, float) for x in d.values()), d
+    finally: E.MERGE_ROWS = old
+
+def test_tsallis_shift_follows_its_buffer():
+    "The fixed shift is read from the device only when its buffer changed, and a change (set, loaded) is always seen."
+    L, lr = Tsallis(0.5), torch.tensor([1., 3.])
+    assert L.shift(lr) == 3. and L.shift(torch.tensor([9.])) == 3.         # set once from the first batch, then kept
+    L.load_state_dict({**L.state_dict(), 'log_shift': torch.tensor(5., dtype=torch.float64)})
+    assert L.shift(lr) == 5.
+    L.log_shift.fill_(7.)
+    assert L.shift(lr) == 7.

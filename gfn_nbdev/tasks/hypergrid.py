@@ -6,10 +6,9 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import Env
+from ..core import Env, one_hot
 
 # %% auto #0
 __all__ = ['HyperGrid', 'plot_grid']
@@ -33,8 +32,8 @@ class HyperGrid(Env):
     def forward_mask(self, s):                                            # (N, D+1)
         return torch.cat([s < self.height - 1, torch.ones_like(s[:, :1], dtype=torch.bool)], 1)
     def backward_mask(self, s): return s > 0                             # (N, D)
-    def _step(self, s, a): return s + F.one_hot(a, self.ndim)
-    def _backward_step(self, s, b): return s - F.one_hot(b, self.ndim)
+    def _step(self, s, a): return s + one_hot(a, self.ndim)
+    def _backward_step(self, s, b): return s - one_hot(b, self.ndim)
     def backward_action(self, s, a): return a
     def forward_action(self, s, b): return b
 
@@ -52,7 +51,7 @@ def _log_reward(self: HyperGrid, x): return self.reward(x).log()
 
 # %% ../../nbs/20_tasks.hypergrid.ipynb #724d26a1
 @patch
-def encode(self: HyperGrid, s): return F.one_hot(s, self.height).flatten(1).to(torch.get_default_dtype())
+def encode(self: HyperGrid, s): return one_hot(s, self.height, torch.get_default_dtype()).flatten(1)
 @patch
 def all_states(self: HyperGrid):
     "Every cell, (H^D, D)."

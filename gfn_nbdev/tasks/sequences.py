@@ -6,10 +6,9 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from ..core import check_finite, Env
+from ..core import check_finite, Env, one_hot
 
 # %% auto #0
 __all__ = ['MAX_SEQUENCES', 'SequenceDesign', 'sequence_log_pt', 'position_marginals', 'plot_position_marginals']
@@ -107,7 +106,7 @@ def log_reward64(self: SequenceDesign, x) -> Tensor:
 @patch
 def _log_reward(self: SequenceDesign, x): return self.log_reward64(x).to(torch.get_default_dtype())
 @patch
-def encode(self: SequenceDesign, s): return F.one_hot(s + 1, self.n_tokens + 1).flatten(1).to(torch.get_default_dtype())
+def encode(self: SequenceDesign, s): return one_hot(s + 1, self.n_tokens + 1, torch.get_default_dtype()).flatten(1)
 @patch
 def state_key(self: SequenceDesign, s):
     if (self.n_tokens + 1) ** self.length >= 2 ** 63:
