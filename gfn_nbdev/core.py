@@ -4,6 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #69eb0181
 from __future__ import annotations
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Optional
@@ -48,9 +49,13 @@ def check_device(name: str, t: Tensor, device) -> Tensor:
     return t
 
 # %% ../nbs/00_core.ipynb #fcab05f2
+@functools.lru_cache(maxsize=None)
+def _arange(n: int, device) -> Tensor: return torch.arange(n, device=device)   # cached: one operation fewer per call
+
 def one_hot(x: Tensor, n: int, dtype=torch.long) -> Tensor:
     "`F.one_hot(x, n)` as `dtype`, without the range check that reads `x` back to the host; entries outside [0, n) give zero rows."
-    return (x.unsqueeze(-1) == torch.arange(n, device=x.device)).to(dtype)
+    oh = x.unsqueeze(-1) == _arange(n, x.device)
+    return oh if dtype == torch.bool else oh.to(dtype)
 
 # %% ../nbs/00_core.ipynb #75d1491a
 class Env:
