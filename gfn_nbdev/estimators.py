@@ -486,6 +486,9 @@ class _FixedShift(DivergenceLoss):
     def shift(self, log_reward: Tensor) -> float:
         "The fixed shift c: set from the first batch's largest log R if not set yet, then kept (read from the device only when the buffer changed)."
         b = self.log_shift
+        if b.is_inference():                                              # no version counter to tell a change: read it
+            if torch.isnan(b): b.fill_(log_reward.max().item())
+            return b.item()
         if getattr(self, '_shift_of', None) != (id(b), b.data_ptr(), b._version):   # set, loaded or moved since the last read
             if torch.isnan(b): b.fill_(log_reward.max().item())
             self._shift_of, self._shift = (id(b), b.data_ptr(), b._version), b.item()

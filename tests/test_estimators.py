@@ -564,3 +564,9 @@ def test_tsallis_shift_follows_its_buffer():
     assert L.shift(lr) == 5.
     L.log_shift.fill_(7.)
     assert L.shift(lr) == 7.
+
+def test_tsallis_built_under_inference_mode():
+    "A Tsallis loss made under torch.inference_mode (its buffer then has no version counter) still sets and keeps its shift."
+    with torch.inference_mode(): L = Tsallis(0.5)
+    with torch.inference_mode():
+        assert L.shift(torch.tensor([1., 3.])) == 3. and L.shift(torch.tensor([9.])) == 3.
