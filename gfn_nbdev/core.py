@@ -54,8 +54,7 @@ def _arange(n: int, device) -> Tensor: return torch.arange(n, device=device)   #
 
 def one_hot(x: Tensor, n: int, dtype=torch.long) -> Tensor:
     "`F.one_hot(x, n)` as `dtype`, without the range check that reads `x` back to the host; entries outside [0, n) give zero rows."
-    oh = x.unsqueeze(-1) == _arange(n, x.device)
-    return oh if dtype == torch.bool else oh.to(dtype)
+    return (x.unsqueeze(-1) == _arange(n, x.device)).to(dtype)
 
 # %% ../nbs/00_core.ipynb #75d1491a
 class Env:

@@ -374,9 +374,8 @@ def _flat(rows) -> Tensor:
     return R if R is not None else torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
 
 @functools.lru_cache(maxsize=64)
-def halves(N: int, device, m: int = None) -> tuple:
-    "The halves [0, m) and [m, N) of a batch of N rows (m = ⌊N/2⌋ unless given): (2, N) bool masks and each row's half (N,); cached, do not modify."
-    m = N // 2 if m is None else m
+def halves(N: int, device, m: int) -> tuple:
+    "The halves [0, m) and [m, N) of a batch of N rows: (2, N) bool masks and each row's half (N,); cached, do not modify."
     half = (torch.arange(N, device=device) >= m).long()
     return torch.stack([half == 0, half == 1]), half
 
@@ -406,7 +405,7 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     if N < 2:
         raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
                          f"got N={N}: use sf_coef='batch', or cv='loo' or None")
-    M, half = halves(N, h.device)                                         # half A: the first ⌊N/2⌋ rows; B: the others
+    M, half = halves(N, h.device, N // 2)                                 # half A: the first ⌊N/2⌋ rows; B: the others
     hw = h if h_within is None else h_within(N // 2)                      # h normalised within each half
     Mh = M.to(h.dtype)
     params, rows = self.score_sums(w(torch.cat([Mh, Mh * hw])), lpf, params, capture)   # V: (4, N) rows 1_A, 1_B, h 1_A, h 1_B
@@ -415,7 +414,8 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     lo, hi = torch.where(M, hw, math.inf).amin(1), torch.where(M, hw, -math.inf).amax(1)   # each half's [min h, max h]
     a = coefficient(Gr.diagonal(2), Gr.diagonal()[:2]).clamp(lo.to(R.dtype), hi.to(R.dtype))   # (â_A, â_B): `half_coefficient` of each half
     o = torch.ones(2, dtype=R.dtype, device=R.device)
-    r = o if h_within is None else (lambda s: s[:, 0] / s[:, 1])(Mh @ torch.stack([h, hw], 1)).to(R.dtype)   # (r_A, r_B): to h's scale
+    if h_within is None: r = o
+    else: sums = Mh @ torch.stack([h, hw], 1); r = (sums[:, 0] / sums[:, 1]).to(R.dtype)   # (r_A, r_B): Σh / Σhw per half, to h's scale
     cS, cH = torch.cat([o, 0 * o]), torch.cat([0 * o, r])                 # S = S_A + S_B, H = r_A H_A + r_B H_B
     cC = torch.cat([a.flip(0), 0 * o])                                    # C = â_B S_A + â_A S_B: each half by the other's â
     return params, R, cS, cH, cC, a.flip(0)[half], a.double().mean()
@@ -457,9 +457,9 @@ def forward(self: DivergenceLoss, traj, params=None) -> tuple:
     if lpb.requires_grad: surr = surr + (log_rho.exp() * c['kB'] * lpb).sum()    # pathwise term, learned p_B
     value = c['value'].to(lpf.dtype)
     lw = log_rho + c['log_w']
-    s = torch.logsumexp(torch.stack([log_rho - ell, lw, 2 * lw]), 1)      # log Ẑ and the ESS's two sums
-    out = [value.detach(), s[0], (2 * s[1] - s[2]).exp()]
-    if log_om is not None: out.append((lambda t: (2 * t[0] - t[1]).exp())(torch.logsumexp(torch.stack([log_om, 2 * log_om]), 1)))
+    om = [] if log_om is None else [log_om.to(lw.dtype), 2 * log_om.to(lw.dtype)]
+    s = torch.logsumexp(torch.stack([log_rho - ell, lw, 2 * lw, *om]), 1)  # log Ẑ, the ESS's two sums (and the IS weights')
+    out = [value.detach(), s[0], (2 * s[1] - s[2]).exp()] + ([] if log_om is None else [(2 * s[3] - s[4]).exp()])
     if isinstance(a, Tensor): out.append(a)
     vals = torch.stack([t.double() for t in out]).tolist()               # every diagnostic in one transfer from the device
     diag = dict(loss=vals[0], log_Z_hat=vals[1], ess=vals[2], **({} if log_om is None else dict(ess_is=vals[3])),
@@ -486,12 +486,10 @@ class _FixedShift(DivergenceLoss):
     def shift(self, log_reward: Tensor) -> float:
         "The fixed shift c: set from the first batch's largest log R if not set yet, then kept (read from the device only when the buffer changed)."
         b = self.log_shift
-        if b.is_inference():                                              # no version counter to tell a change: read it
+        key = lambda: None if b.is_inference() else (id(b), b.data_ptr(), b._version)   # inference tensors have no version: None, read every time
+        if key() is None or getattr(self, '_shift_of', None) != key():   # set, loaded or moved since the last read
             if torch.isnan(b): b.fill_(log_reward.max().item())
-            return b.item()
-        if getattr(self, '_shift_of', None) != (id(b), b.data_ptr(), b._version):   # set, loaded or moved since the last read
-            if torch.isnan(b): b.fill_(log_reward.max().item())
-            self._shift_of, self._shift = (id(b), b.data_ptr(), b._version), b.item()
+            self._shift_of, self._shift = key(), b.item()
         return self._shift
 
     def windowed(self, log_w: Tensor) -> tuple:

@@ -32,7 +32,7 @@ class HyperGrid(Env):
     def forward_mask(self, s):                                            # (N, D+1)
         return torch.cat([s < self.height - 1, torch.ones_like(s[:, :1], dtype=torch.bool)], 1)
     def backward_mask(self, s): return s > 0                             # (N, D)
-    def _step(self, s, a): return s + one_hot(a, self.ndim, torch.bool)   # long + bool: long
+    def _step(self, s, a): return s + one_hot(a, self.ndim)
     def _backward_step(self, s, b): return s - one_hot(b, self.ndim)
     def backward_action(self, s, a): return a
     def forward_action(self, s, b): return b
