@@ -3,7 +3,7 @@ scores (sf_params='all', the default) or from the final layer's ('last'), agains
 
     OMP_NUM_THREADS=1 python benchmarks/sf_speed.py [--rounds 7] [--steps 30] [--reps 3] [--no-variance | --no-speed]
         [--frozen] [--variants tb,rev_kl,...] [--M 60] [--Ns 16,64,256] [--tasks hypergrid,sets] [--cost-only]
-        [--cost-rounds 5] [--cost-batches 4] [--batch 64] [--merge-rows N] [--threads 1] [--seed 0] [--quick] [--out FILE]
+        [--cost-rounds 5] [--cost-batches 4] [--batch 64] [--merge-rows N] [--default-malloc] [--threads 1] [--seed 0] [--quick] [--out FILE]
 
 Results: benchmarks/results/sf_speed.txt (about 5 minutes for the speed table and 6 for the variance table on one
 shared CPU thread).
@@ -15,7 +15,8 @@ backward, clip the gradient norm at 10, Adam step. Variants: TB; reverse KL (cv=
 and sf_params 'last' or 'all'; and ':all:vjps', the same 'all' losses with the per-layer score sums switched off (their
 four sums by `score_vjps`, four backward passes: the cost before the per-layer path, measured in the same process).
 `--variants` picks a subset (tb first: the ratios are to it). `--batch` changes the batch size (default 64);
-`--merge-rows` sets gfn_nbdev.estimators.MERGE_ROWS, the number of records from which a product of the per-layer sums
+`--default-malloc` leaves glibc's malloc thresholds as they are (by default the script calls `tune_malloc()`, as
+`gfn-train` does: without it a step of these sizes faults in 200-1000 fresh pages). `--merge-rows` sets gfn_nbdev.estimators.MERGE_ROWS, the number of records from which a product of the per-layer sums
 adds up the records of one state first (default the library's, 256; a huge value switches merging off). Every trainer is built in this one process (seed --seed); a round times `--reps`
 blocks of `--steps` iterations of every variant (after a warm-up block, `timing.timed`), in an order rotated from
 round to round, and the step-cost ratios to TB are taken within a round (paired), so that drift in the machine's
@@ -181,7 +182,12 @@ def main():
     p.add_argument('--cost-batches', type=int, default=4, help='cost: batches per setting and round; default 4')
     p.add_argument('--batch', type=int, default=CONFIG['batch'], help=f"speed: batch size; default {CONFIG['batch']}")
     p.add_argument('--merge-rows', type=int, default=None, help="speed and cost: gfn_nbdev.estimators.MERGE_ROWS (default: the library's)")
+    p.add_argument('--default-malloc', action='store_true', help="leave glibc's malloc thresholds alone (default: "
+                   "`tune_malloc()`, as gfn-train does, so that freed memory is reused instead of faulted in again each step)")
     a = setup(p)
+    from gfn_nbdev.training import tune_malloc
+    tuned = False if a.default_malloc else tune_malloc()
+    print(f"malloc: {'thresholds fixed by tune_malloc (as gfn-train)' if tuned else 'glibc defaults'}")
     CONFIG['batch'] = a.batch
     import gfn_nbdev.estimators as E
     if a.merge_rows is not None: E.MERGE_ROWS = a.merge_rows
