@@ -440,7 +440,7 @@ def _join(env, pf, pb, n: int, rec: dict, explore: bool) -> Trajectories:
         log_q = torch.zeros(n, T, dtype=lq.dtype, device=dev).index_put_((Rall, tall), lq)
     else: log_q = log_pf.detach()                                         # on-policy: the behaviour is p_F itself
     traj = Trajectories(states, actions, log_pf, log_pb, log_q, lengths, x, None)
-    if seen and lpf.requires_grad: traj.capture = LinearCapture(pf, [(m, *xy) for m, xy in seen.items()], lpf, R, log_pf, S)
+    if seen and lpf.requires_grad: traj.capture = LinearCapture(pf, [(m, *xy) for m, xy in seen.items()], lpf, R, log_pf, S, ordered=True)
     return traj
 
 # %% ../nbs/00_core.ipynb #d1058dce
@@ -455,6 +455,7 @@ class LinearCapture:
     rows: Tensor        # (L,) the trajectory (row of the batch) of each record
     steps: Tensor       # (N, T) the log_pf_steps the records were put into
     states: Tensor = None   # (L, *state_shape) the state of each record (records of one state share their layer inputs)
+    ordered: bool = False   # `rows` nondecreasing: the records trajectory by trajectory (the sampler's)
     def __repr__(self):
         return f"LinearCapture({type(self.policy).__name__}, {len(self.layers)} nn.Linear calls, L={len(self.lpf)} records)"
 

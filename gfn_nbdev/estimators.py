@@ -199,8 +199,8 @@ def _rows_of(flat: Tensor, params) -> _Rows:
     rows.flat, rows.shapes = flat, [p.shape for p in params]
     return rows
 
-def capture_score_sums(cap, V: Tensor, params) -> list:
-    "For each row v of `V` (k, N), Σ_r v_{R_r} ∇lpf_r over `params` from one backward pass to the `LinearCapture` `cap`'s layer outputs (exact for a row-wise policy); None if some param is not a captured layer's weight or bias."
+def capture_score_sums(cap, V: Tensor, params, halves=None) -> list:
+    "For each row v of `V` (k, N), Σ_r v_{R_r} ∇lpf_r over `params` from one backward pass to the `LinearCapture` `cap`'s layer outputs (exact for a row-wise policy); None if some param is not a captured layer's weight or bias. `halves` = (m, unit): V's rows 0 and 2 weight only the trajectories [0, m), rows 1 and 3 only [m, N), rows 0 and 1 with 0s and 1s if `unit` (the cross-fitted coefficient's), which spares finding the records' groups."
     L, where = cap.lpf.shape[0], {}
     for j, (m, x, y) in enumerate(cap.layers):
         ok = x is not None and x.dim() == 2 and y.dim() == 2 and x.shape[0] == L and y.shape[0] == L and y.requires_grad
@@ -218,7 +218,10 @@ def capture_score_sums(cap, V: Tensor, params) -> list:
     out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened; every entry written below
     with torch.no_grad():
         C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
-        perm, groups, unit, zeros = _support_groups(C)                     # the records' groups: one transfer, computed once
+        if halves is not None and k == 4 and getattr(cap, 'ordered', False):   # the halves' records are two blocks: one transfer finds the split
+            s, u = int(torch.searchsorted(cap.rows, halves[0])), halves[1]
+            perm, groups, unit, zeros = None, [g for g in (([0, 2], 0, s), ([1, 3], s, L)) if g[1] < g[2]], [u, u, False, False], 2 * L
+        else: perm, groups, unit, zeros = _support_groups(C)               # the records' groups: one transfer, computed once
         Cs, states, reps = C if perm is None else C.index_select(1, perm), getattr(cap, 'states', None), {}
         Ss = states if perm is None or states is None else states.index_select(0, perm)
         def merged(key, st, o, n):                                        # `_repeats` where merging may pay, once per group of records
@@ -263,13 +266,13 @@ def _capture_of(traj, lpf: Tensor):
     return cap if any(f is cap.lpf.grad_fn for f, _ in cap.steps.grad_fn.next_functions) else None
 
 @patch
-def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap):
+def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap, halves=None):
     "`capture_score_sums`, checked against `score_vjps` on the first batch of each (loss, policy) and used if they agree; None: use `score_vjps`."
     seen = _FAST_CHECKED.get(self)
     if seen is None: seen = _FAST_CHECKED[self] = weakref.WeakKeyDictionary()
     ok = seen.get(cap.policy)
     if ok is False: return None
-    rows = (joined_score_sums if isinstance(cap, JoinedCapture) else capture_score_sums)(cap, V, params)
+    rows = joined_score_sums(cap, V, params) if isinstance(cap, JoinedCapture) else capture_score_sums(cap, V, params, halves)
     if rows is None or ok: return rows
     ref = score_vjps(lpf, params, V)
     flat = lambda rs: torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rs])
@@ -321,7 +324,7 @@ def _read_batch(traj) -> tuple:
         if not isinstance(t, Tensor) or t.dim() != 1:
             raise ValueError(f"traj.{name} must be a 1-D tensor (N,), got {type(t).__name__} {getattr(t, 'shape', '')}")
         out.append(t)
-    with torch.no_grad(): finite = bool(torch.isfinite(sum(t.sum() for t in out)))   # one test: a NaN or ±inf anywhere reaches the sum
+    with torch.no_grad(): s = out[0].sum() + out[1].sum() + out[2].sum(); finite = bool((s - s).eq(0))   # one test: a NaN or ±inf anywhere reaches s, and s - s is NaN
     if not finite:                                                        # name the bad values (a sum that overflowed passes)
         for name, t in zip(names, out): check_finite(f"traj.{name}", t)
     if not out[0].shape == out[1].shape == out[2].shape:
@@ -347,15 +350,15 @@ def _structure(x):
     return [_structure(y) for y in x] if isinstance(x, (list, tuple)) else type(x).__name__
 
 @patch
-def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, capture=None) -> tuple:
-    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set; per layer from `capture` (a `LinearCapture` of `lpf`) where it applies."
+def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, capture=None, halves=None) -> tuple:
+    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set; per layer from `capture` (a `LinearCapture` of `lpf`) where it applies (`halves`: see `capture_score_sums`)."
     if params is None:
         raise ValueError(f"cv={self.cv!r} needs the policy parameters for the score-function control variate: "
                          f"call loss(traj, params) with params = list(pf.parameters()), or use cv='loo' or None")
     params = [p for p in params if p.requires_grad]
     if not params or not lpf.requires_grad:
         raise ValueError(f"cv={self.cv!r} needs traj.log_pf to carry a gradient w.r.t. params")
-    rows = None if capture is None else self._fast_score_sums(V, lpf, params, capture)
+    rows = None if capture is None else self._fast_score_sums(V, lpf, params, capture, halves)
     if rows is None: rows = score_vjps(lpf, params, V)
     if self.score_reduce is None: return params, rows
     out = self.score_reduce(rows)
@@ -391,7 +394,7 @@ class _GradientOf(torch.autograd.Function):
 
 @patch
 def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_within=None, r=None, capture=None) -> tuple:
-    "params, the score sums R (k, P), coefficient rows (cS, cH, cC) (k,) with S = cS R, H = cH R and the correction C = cC R = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â (a float64 tensor); `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
+    "params, the score sums R (k, P), `coef` with A H + B S − C = coef(A, B) R for the sums S, H and the correction C = Σ_n r_n â_n ∇s_n, the per-trajectory â_n (N,) and the reported â (a float64 tensor); `r` (N,): IS weights (None: 1); the sums over `last_layer(params)` if sf_params='last'."
     N = len(h)
     w = (lambda v: v) if r is None else (lambda v: r * v)                 # off-policy: S = Σ ω∇s, H = Σ ωh∇s
     if self.sf_params == 'last' and params is not None: params = last_layer(p for p in params if p.requires_grad)   # â from the final layer
@@ -400,37 +403,36 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
         R = _flat(rows)                                                   # rows S, H
         Gr = R @ R.T                                                      # all the inner products â needs, one product
         a = coefficient(Gr[0, 1], Gr[0, 0])                               # `sf_coefficient` from the Gram matrix
-        e = torch.eye(2, dtype=R.dtype, device=R.device)
-        return params, R, e[0], e[1], a * e[0], a.expand(N), a.double()
+        coef = lambda A, B: torch.stack([B - a, torch.full_like(a, A)])  # C = â S
+        return params, R, coef, a.expand(N), a.double()
     if N < 2:
         raise ValueError(f"sf_coef='crossfit' estimates â on two halves of the batch and needs N >= 2 trajectories, "
                          f"got N={N}: use sf_coef='batch', or cv='loo' or None")
     M, half = halves(N, h.device, N // 2)                                 # half A: the first ⌊N/2⌋ rows; B: the others
     hw = h if h_within is None else h_within(N // 2)                      # h normalised within each half
     Mh = M.to(h.dtype)
-    params, rows = self.score_sums(w(torch.cat([Mh, Mh * hw])), lpf, params, capture)   # V: (4, N) rows 1_A, 1_B, h 1_A, h 1_B
+    params, rows = self.score_sums(w(torch.cat([Mh, Mh * hw])), lpf, params, capture, halves=(N // 2, r is None))   # V: (4, N) rows 1_A, 1_B, h 1_A, h 1_B
     R = _flat(rows)                                                       # rows S_A, S_B, H_A, H_B
     Gr = R @ R.T
-    lo, hi = torch.where(M, hw, math.inf).amin(1), torch.where(M, hw, -math.inf).amax(1)   # each half's [min h, max h]
-    a = coefficient(Gr.diagonal(2), Gr.diagonal()[:2]).clamp(lo.to(R.dtype), hi.to(R.dtype))   # (â_A, â_B): `half_coefficient` of each half
-    o = torch.ones(2, dtype=R.dtype, device=R.device)
-    if h_within is None: r = o
+    lh = torch.stack([*hw[:N // 2].aminmax(), *hw[N // 2:].aminmax()]).to(R.dtype)   # each half's min h, max h (the halves are contiguous)
+    a = coefficient(Gr.diagonal(2), Gr.diagonal()[:2]).clamp(lh[0::2], lh[1::2])   # (â_A, â_B): `half_coefficient` of each half
+    if h_within is None: r = a.new_ones(2)
     else: sums = Mh @ torch.stack([h, hw], 1); r = (sums[:, 0] / sums[:, 1]).to(R.dtype)   # (r_A, r_B): Σh / Σhw per half, to h's scale
-    cS, cH = torch.cat([o, 0 * o]), torch.cat([0 * o, r])                 # S = S_A + S_B, H = r_A H_A + r_B H_B
-    cC = torch.cat([a.flip(0), 0 * o])                                    # C = â_B S_A + â_A S_B: each half by the other's â
-    return params, R, cS, cH, cC, a.flip(0)[half], a.double().mean()
+    ab = a.flip(0)                                                        # C = â_B S_A + â_A S_B: each half by the other's â
+    coef = lambda A, B: torch.cat([B - ab, A * r])                        # S = S_A + S_B, H = r_A H_A + r_B H_B
+    return params, R, coef, ab[half], a.double().mean()
 
 @patch
 def _sf_surrogate(self: DivergenceLoss, f: Tensor, h: Tensor, lpf: Tensor, params, loo: bool, kappa, h_within=None, rho=None,
                   capture=None) -> tuple:
     "The score-function-CV surrogate and the reported â; f is already leave-one-out centred if `loo`; `rho`: off-policy weights."
     N = len(h)
-    params, R, cS, cH, cC, a_n, a = self._sf_correction(h, lpf, params, h_within, None if rho is None else N * rho, capture)
+    params, R, coef, a_n, a = self._sf_correction(h, lpf, params, h_within, None if rho is None else N * rho, capture)
     if rho is not None: return (rho * (f + h - a_n) * lpf).sum(), a        # off-policy: the general path
     if kappa is None or self.sf_params != 'all':                          # general path: the surrogate's own backward
         return ((f + h - a_n) * lpf).sum() / N, a
     A, B = (1 + kappa * N / (N - 1), -kappa * h.sum() / (N - 1)) if loo else (1 + kappa, 0.)
-    G = (((A * cH + B * cS - cC) / N).to(R.dtype) @ R).detach()           # (A H + B S − C)/N, flat (P,)
+    G = ((coef(A, B) / N).to(R.dtype) @ R).detach()                      # (A H + B S − C)/N, flat (P,)
     return _GradientOf.apply(G, *params), a
 
 # %% ../nbs/05_estimators.ipynb #405ad8e0
@@ -458,11 +460,10 @@ def forward(self: DivergenceLoss, traj, params=None) -> tuple:
     value = c['value'].to(lpf.dtype)
     lw = log_rho + c['log_w']
     om = [] if log_om is None else [log_om.to(lw.dtype), 2 * log_om.to(lw.dtype)]
-    s = torch.logsumexp(torch.stack([log_rho - ell, lw, 2 * lw, *om]), 1)  # log Ẑ, the ESS's two sums (and the IS weights')
-    out = [value.detach(), s[0], (2 * s[1] - s[2]).exp()] + ([] if log_om is None else [(2 * s[3] - s[4]).exp()])
-    if isinstance(a, Tensor): out.append(a)
-    vals = torch.stack([t.double() for t in out]).tolist()               # every diagnostic in one transfer from the device
-    diag = dict(loss=vals[0], log_Z_hat=vals[1], ess=vals[2], **({} if log_om is None else dict(ess_is=vals[3])),
+    s = torch.logsumexp(torch.stack([log_rho - ell, lw, 2 * lw, *om]), 1)  # log Ẑ, the ESS's two log-sums (and the IS weights')
+    vals = torch.cat([value.detach().view(1), s] + ([a.view(1)] if isinstance(a, Tensor) else [])).tolist()   # every diagnostic in one transfer
+    ess = lambda i: math.exp(2 * vals[i] - vals[i + 1])                   # (Σw)² / Σw² from its two log-sums
+    diag = dict(loss=vals[0], log_Z_hat=vals[1], ess=ess(2), **({} if log_om is None else dict(ess_is=ess(4))),
                 **({} if a is None else dict(cv_coef=vals[-1] if isinstance(a, Tensor) else a)), **c.get('extra', {}))
     return value + (surr - surr.detach()), diag
 
@@ -576,14 +577,16 @@ class Renyi(DivergenceLoss):
 
     def coefficients(self, ell, log_rho, log_reward) -> dict:
         a, sg = self.alpha, math.copysign(1., self.alpha)
-        z = log_rho + (a - 1) * ell
+        log_w = (a - 1) * ell
+        z = log_rho + log_w
         vbar = torch.softmax(z, 0) / log_rho.exp()                        # g_n / ĝ, mean 1
+        h = vbar if sg > 0 else -vbar                                     # σ ḡ: the same numbers as sg * vbar, one operation fewer
         def within(m):                                                    # g_n / ĝ of its half, [0, m) or [m, N), both at once
             M = halves(len(ell), ell.device, m)[0]
             p = torch.softmax(torch.where(M, torch.stack([z, log_rho])[:, None], -math.inf), 2).sum(1)   # each half's softmax
             return sg * p[0] / p[1]
-        return dict(f=sg * vbar / (a - 1), h=sg * vbar, f_over_h=1 / (a - 1), h_within=within, kB=-sg * vbar, log_w=(a - 1) * ell,
-                    value=sg * _renyi_estimate(ell, log_rho, a))
+        value = _lse(z) / (a - 1) + _lse(log_rho - ell)                   # `_renyi_estimate`, reusing z
+        return dict(f=h / (a - 1), h=h, f_over_h=1 / (a - 1), h_within=within, kB=-h, log_w=log_w, value=value if sg > 0 else -value)
 
     def extra_repr(self) -> str: return f"alpha={self.alpha}, {self._cv_repr()}"
 
@@ -605,9 +608,10 @@ class Tsallis(_FixedShift):
         c = self.shift(log_reward)
         log_g, excess = self.windowed((a - 1) * (ell + c))
         g = log_g.exp()
+        h = g if sg > 0 else -g                                           # σ g
         big = math.log(torch.finfo(ell.dtype).max) - 1                  # the reported value saturates, never inf
         T = torch.expm1(((a - 1) * _renyi_estimate(ell, log_rho, a)).clamp(max=big)) / (a - 1)
-        return dict(f=sg * g / (a - 1), h=sg * g, f_over_h=1 / (a - 1), kB=-sg * g, log_w=(a - 1) * ell, value=sg * T,
+        return dict(f=h / (a - 1), h=h, f_over_h=1 / (a - 1), kB=-h, log_w=(a - 1) * ell, value=T if sg > 0 else -T,
                     extra=dict(log_shift=c, log_weight_excess=excess))
 
     def extra_repr(self) -> str: return f"alpha={self.alpha}, {self._cv_repr()}"
