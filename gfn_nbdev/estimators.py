@@ -199,8 +199,8 @@ def _rows_of(flat: Tensor, params) -> _Rows:
     rows.flat, rows.shapes = flat, [p.shape for p in params]
     return rows
 
-def capture_score_sums(cap, V: Tensor, params, halves=None) -> list:
-    "For each row v of `V` (k, N), Σ_r v_{R_r} ∇lpf_r over `params` from one backward pass to the `LinearCapture` `cap`'s layer outputs (exact for a row-wise policy); None if some param is not a captured layer's weight or bias. `halves` = (m, unit): V's rows 0 and 2 weight only the trajectories [0, m), rows 1 and 3 only [m, N), rows 0 and 1 with 0s and 1s if `unit` (the cross-fitted coefficient's), which spares finding the records' groups."
+def capture_score_sums(cap, V: Tensor, params, support=None) -> list:
+    "For each row v of `V` (k, N), Σ_r v_{R_r} ∇lpf_r over `params` from one backward pass to the `LinearCapture` `cap`'s layer outputs (exact for a row-wise policy); None if some param is not a captured layer's weight or bias. `support` = (blocks, unit), V's support as the caller knows it: [(rows, start, end)], the rows that weight the trajectories [start, end) (nothing else), and whether each row's weights are 0 or 1; it spares finding the records' groups when the records come trajectory by trajectory."
     L, where = cap.lpf.shape[0], {}
     for j, (m, x, y) in enumerate(cap.layers):
         ok = x is not None and x.dim() == 2 and y.dim() == 2 and x.shape[0] == L and y.shape[0] == L and y.requires_grad
@@ -218,9 +218,12 @@ def capture_score_sums(cap, V: Tensor, params, halves=None) -> list:
     out = torch.empty(k, off[-1], dtype=dt, device=cap.lpf.device)         # (k, P): row i = row i's sums, flattened; every entry written below
     with torch.no_grad():
         C = V.to(dt).index_select(1, cap.rows)                            # (k, L) the weight of each record (index_select: ~6x faster than [:, rows] here)
-        if halves is not None and k == 4 and getattr(cap, 'ordered', False):   # the halves' records are two blocks: one transfer finds the split
-            s, u = int(torch.searchsorted(cap.rows, halves[0])), halves[1]
-            perm, groups, unit, zeros = None, [g for g in (([0, 2], 0, s), ([1, 3], s, L)) if g[1] < g[2]], [u, u, False, False], 2 * L
+        if support is not None and getattr(cap, 'ordered', False):        # blocks of trajectories are blocks of records: one transfer finds them
+            blocks, unit = support
+            ends = sorted({n for _, a, b in blocks for n in (a, b)})
+            start = dict(zip(ends, torch.searchsorted(cap.rows, torch.tensor(ends, device=cap.rows.device)).tolist()))
+            perm, groups = None, [(P, start[a], start[b]) for P, a, b in blocks if start[a] < start[b]]
+            zeros = k * L - sum(len(P) * (e - s) for P, s, e in groups)    # the weights outside the blocks (those inside taken as nonzero)
         else: perm, groups, unit, zeros = _support_groups(C)               # the records' groups: one transfer, computed once
         Cs, states, reps = C if perm is None else C.index_select(1, perm), getattr(cap, 'states', None), {}
         Ss = states if perm is None or states is None else states.index_select(0, perm)
@@ -266,13 +269,13 @@ def _capture_of(traj, lpf: Tensor):
     return cap if any(f is cap.lpf.grad_fn for f, _ in cap.steps.grad_fn.next_functions) else None
 
 @patch
-def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap, halves=None):
+def _fast_score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, cap, support=None):
     "`capture_score_sums`, checked against `score_vjps` on the first batch of each (loss, policy) and used if they agree; None: use `score_vjps`."
     seen = _FAST_CHECKED.get(self)
     if seen is None: seen = _FAST_CHECKED[self] = weakref.WeakKeyDictionary()
     ok = seen.get(cap.policy)
     if ok is False: return None
-    rows = joined_score_sums(cap, V, params) if isinstance(cap, JoinedCapture) else capture_score_sums(cap, V, params, halves)
+    rows = joined_score_sums(cap, V, params) if isinstance(cap, JoinedCapture) else capture_score_sums(cap, V, params, support)
     if rows is None or ok: return rows
     ref = score_vjps(lpf, params, V)
     flat = lambda rs: torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rs])
@@ -350,15 +353,15 @@ def _structure(x):
     return [_structure(y) for y in x] if isinstance(x, (list, tuple)) else type(x).__name__
 
 @patch
-def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, capture=None, halves=None) -> tuple:
-    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set; per layer from `capture` (a `LinearCapture` of `lpf`) where it applies (`halves`: see `capture_score_sums`)."
+def score_sums(self: DivergenceLoss, V: Tensor, lpf: Tensor, params, capture=None, support=None) -> tuple:
+    "The checked params and, for each row v of `V` (k, N), the score sum Σ_n v_n ∇s_n (a list over params), passed through `self.score_reduce` if set; per layer from `capture` (a `LinearCapture` of `lpf`) where it applies (`support`: see `capture_score_sums`)."
     if params is None:
         raise ValueError(f"cv={self.cv!r} needs the policy parameters for the score-function control variate: "
                          f"call loss(traj, params) with params = list(pf.parameters()), or use cv='loo' or None")
     params = [p for p in params if p.requires_grad]
     if not params or not lpf.requires_grad:
         raise ValueError(f"cv={self.cv!r} needs traj.log_pf to carry a gradient w.r.t. params")
-    rows = None if capture is None else self._fast_score_sums(V, lpf, params, capture, halves)
+    rows = None if capture is None else self._fast_score_sums(V, lpf, params, capture, support)
     if rows is None: rows = score_vjps(lpf, params, V)
     if self.score_reduce is None: return params, rows
     out = self.score_reduce(rows)
@@ -411,7 +414,8 @@ def _sf_correction(self: DivergenceLoss, h: Tensor, lpf: Tensor, params, h_withi
     M, half = halves(N, h.device, N // 2)                                 # half A: the first ⌊N/2⌋ rows; B: the others
     hw = h if h_within is None else h_within(N // 2)                      # h normalised within each half
     Mh = M.to(h.dtype)
-    params, rows = self.score_sums(w(torch.cat([Mh, Mh * hw])), lpf, params, capture, halves=(N // 2, r is None))   # V: (4, N) rows 1_A, 1_B, h 1_A, h 1_B
+    blocks, unit = [([0, 2], 0, N // 2), ([1, 3], N // 2, N)], [r is None] * 2 + [False] * 2   # rows 0, 2 weight half A only, rows 1, 3 half B
+    params, rows = self.score_sums(w(torch.cat([Mh, Mh * hw])), lpf, params, capture, (blocks, unit))   # V: (4, N) rows 1_A, 1_B, h 1_A, h 1_B
     R = _flat(rows)                                                       # rows S_A, S_B, H_A, H_B
     Gr = R @ R.T
     lh = torch.stack([*hw[:N // 2].aminmax(), *hw[N // 2:].aminmax()]).to(R.dtype)   # each half's min h, max h (the halves are contiguous)
