@@ -57,19 +57,16 @@ def measure(B, a):
           f"{statistics.median(res['off']):9.2f} {statistics.median(ratio):8.3f} [{min(ratio):.3f}-{max(ratio):.3f}]", flush=True)
 
 def main():
-    p = parser(__doc__, quick=dict(batches='64', train=3, rounds=2, reps=1))
+    p = parser(__doc__, quick=dict(batches='64', train=3, rounds=2, reps=1), malloc=True)
     p.add_argument('--batches', default='64,96,128,192,256,512,1024', help='batch sizes; default 64,96,128,192,256,512,1024')
     p.add_argument('--train', type=int, default=150, help='TB training steps before the batch is sampled; default 150')
     p.add_argument('--rounds', type=int, default=14); p.add_argument('--reps', type=int, default=10)
     p.add_argument('--rows', type=int, default=0, help='MERGE_ROWS with merging on; default 0 (every product that may merge)')
     p.add_argument('--fresh', type=int, default=0, help='new batches per round, each evaluated once each way (default 0: one batch, --reps times)')
-    p.add_argument('--default-malloc', action='store_true', help="leave glibc's malloc thresholds alone (default: tune_malloc)")
     a = setup(p)
     import gfn_nbdev.estimators as E
-    from gfn_nbdev.training import tune_malloc
-    tuned = False if a.default_malloc else tune_malloc()
     print(f"merging the records of one state (on: MERGE_ROWS = {a.rows}, off: 10**9; the library's default is {E.MERGE_ROWS}; "
-          f"malloc {'tuned' if tuned else 'glibc defaults'}): hypergrid D=4 H=8, 2x256 MLP trained {a.train} "
+          f"malloc {'tuned' if a.malloc_tuned else 'glibc defaults'}): hypergrid D=4 H=8, 2x256 MLP trained {a.train} "
           f"TB steps, Renyi-0.5 loss + backward on one batch, CPU, intra-op threads {torch.get_num_threads()}, torch "
           f"{torch.__version__}, seed {a.seed}; {a.rounds} rounds x "
           + (f"{a.fresh} fresh batches, each evaluated once each way" if a.fresh else f"{a.reps} evaluations each way"))

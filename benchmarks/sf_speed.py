@@ -167,7 +167,8 @@ def cost_table(a, envs, Ns):
                   + f"   [{time.time() - t0:.0f} s]", flush=True)
 
 def main():
-    p = parser(__doc__, quick=dict(rounds=1, steps=3, reps=1, M=3, Ns='16', tasks='hypergrid', cost_rounds=1, cost_batches=1), reps=3)
+    p = parser(__doc__, quick=dict(rounds=1, steps=3, reps=1, M=3, Ns='16', tasks='hypergrid', cost_rounds=1, cost_batches=1), reps=3,
+               malloc=True)
     p.add_argument('--rounds', type=int, default=7); p.add_argument('--steps', type=int, default=30)
     p.add_argument('--no-variance', action='store_true', help='only the speed table')
     p.add_argument('--frozen', action='store_true', help='speed: learning rates 1e-12, so that every variant keeps sampling '
@@ -182,12 +183,8 @@ def main():
     p.add_argument('--cost-batches', type=int, default=4, help='cost: batches per setting and round; default 4')
     p.add_argument('--batch', type=int, default=CONFIG['batch'], help=f"speed: batch size; default {CONFIG['batch']}")
     p.add_argument('--merge-rows', type=int, default=None, help="speed and cost: gfn_nbdev.estimators.MERGE_ROWS (default: the library's)")
-    p.add_argument('--default-malloc', action='store_true', help="leave glibc's malloc thresholds alone (default: "
-                   "`tune_malloc()`, as gfn-train does, so that freed memory is reused instead of faulted in again each step)")
     a = setup(p)
-    from gfn_nbdev.training import tune_malloc
-    tuned = False if a.default_malloc else tune_malloc()
-    print(f"malloc: {'thresholds fixed by tune_malloc (as gfn-train)' if tuned else 'glibc defaults'}")
+    print(f"malloc: {'thresholds fixed by tune_malloc (as gfn-train)' if a.malloc_tuned else 'glibc defaults'}")
     CONFIG['batch'] = a.batch
     import gfn_nbdev.estimators as E
     if a.merge_rows is not None: E.MERGE_ROWS = a.merge_rows

@@ -40,15 +40,12 @@ def trainer(loss, kw, a):
                                progress=False, device=a.device, seed=a.seed))
 
 def main():
-    p = parser(__doc__, quick=dict(train=2, rounds=2, batches=2), device=True)
+    p = parser(__doc__, quick=dict(train=2, rounds=2, batches=2), device=True, malloc=True)
     p.add_argument('--train', type=int, default=150, help='TB training steps before the policy is frozen; default 150')
     p.add_argument('--rounds', type=int, default=15); p.add_argument('--batches', type=int, default=8)
     p.add_argument('--batch', type=int, default=64, help='trajectories per batch; default 64')
-    p.add_argument('--default-malloc', action='store_true', help="leave glibc's malloc thresholds alone (default: tune_malloc, as gfn-train)")
     a = setup(p)
     import gfn_nbdev.estimators as E
-    from gfn_nbdev.training import tune_malloc
-    tuned = False if a.default_malloc else tune_malloc()
     cuda = torch.device(a.device).type == 'cuda'
     def cpu_ms(fn):
         "ms of `fn()`: process CPU time, or on CUDA wall time between synchronisations; and its result."
@@ -93,7 +90,7 @@ def main():
     print(f"step parts: hypergrid D={CONFIG['ndim']} H={CONFIG['height']}, batch {a.batch}, 2x{CONFIG['hidden']} MLP trained "
           f"{a.train} TB steps then frozen, uniform p_B, {torch.cuda.get_device_name() if cuda else 'CPU'}, intra-op threads "
           f"{torch.get_num_threads()}, torch {torch.__version__}, seed {a.seed}, malloc "
-          f"{'tuned (as gfn-train)' if tuned else 'glibc defaults'}; {a.rounds} rounds x {a.batches} batches, "
+          f"{'tuned (as gfn-train)' if a.malloc_tuned else 'glibc defaults'}; {a.rounds} rounds x {a.batches} batches, "
           f"{'wall time (synchronised)' if cuda else 'process CPU time'} ({time.time() - t0:.0f} s)")
     print(f"  {'part':28s} {'ms, median [min-max] over rounds':>34s}")
     for k, v in parts.items():

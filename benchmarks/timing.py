@@ -58,11 +58,13 @@ class stopwatch:
 # --- the command line every benchmark shares ------------------------------------------------------------------
 
 def parser(doc: str, quick: dict, out: Optional[str] = None, report: bool = True, device: bool = False,
-           reps: Optional[int] = None) -> argparse.ArgumentParser:
+           reps: Optional[int] = None, malloc: bool = False) -> argparse.ArgumentParser:
     """The benchmark's argument parser with the shared flags: `--threads` (intra-op threads, 1), `--seed` (torch's
     global seed, 0), `--quick` (the small settings `quick`, a smoke test of a few seconds) and `--out` (default `out`:
     where the results go; with `report`, a file that receives a copy of the printed report). `device` adds `--device`
-    (cpu), `reps` adds `--reps` with that default. The script adds its own flags, then calls `setup`."""
+    (cpu), `reps` adds `--reps` with that default, `malloc` adds `--default-malloc` (without it `setup` fixes glibc's
+    malloc thresholds with `tune_malloc`, as gfn-train does; `a.malloc_tuned` says whether they were fixed). The
+    script adds its own flags, then calls `setup`."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0], epilog='\n'.join(doc.splitlines()[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--threads', type=int, default=1, help='intra-op threads (torch.set_num_threads); default 1')
@@ -73,7 +75,9 @@ def parser(doc: str, quick: dict, out: Optional[str] = None, report: bool = True
                    f'where the results are written (default {out}; --quick: nowhere unless given)')
     if device: p.add_argument('--device', default='cpu', help='torch device; default cpu')
     if reps is not None: p.add_argument('--reps', type=int, default=reps, help=f'timed runs after one warm-up; default {reps}')
-    p.quick_settings, p.report = dict(quick), report
+    if malloc: p.add_argument('--default-malloc', action='store_true',
+                              help="leave glibc's malloc thresholds alone (default: tune_malloc, as gfn-train)")
+    p.quick_settings, p.report, p.malloc = dict(quick), report, malloc
     return p
 
 class _Tee:
@@ -86,13 +90,16 @@ class _Tee:
 def setup(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse the command line (with `--quick` the small settings replace the defaults; flags given explicitly still
     win, and results are written only to an `--out` given explicitly), then set torch's intra-op threads and seed,
-    and copy stdout to `--out` for a report file."""
+    fix malloc's thresholds if the parser has `malloc`, and copy stdout to `--out` for a report file."""
     a = p.parse_args(argv)
     if a.quick:
         p.set_defaults(**p.quick_settings, **({} if p.report else dict(out=None)))
         a = p.parse_args(argv)
     if a.threads < 1: p.error(f"--threads must be >= 1, got {a.threads}")
     torch.set_num_threads(a.threads); torch.manual_seed(a.seed)
+    if p.malloc:
+        from gfn_nbdev.training import tune_malloc
+        a.malloc_tuned = False if a.default_malloc else tune_malloc()
     if p.report and a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         sys.stdout = _Tee(sys.stdout, open(a.out, 'w'))
