@@ -1,7 +1,7 @@
 """Where the extra time of a Renyi/Tsallis training step goes: the parts of a step timed on the same batches.
 
     OMP_NUM_THREADS=1 python benchmarks/step_parts.py [--train 150] [--rounds 15] [--batches 8] [--batch 64]
-        [--device cpu] [--default-malloc] [--threads 1] [--seed 0] [--quick] [--out FILE]
+        [--hidden 256] [--device cpu] [--default-malloc] [--threads 1] [--seed 0] [--quick] [--out FILE]
 
 Results: benchmarks/results/step_parts.txt (about a minute on one CPU thread).
 
@@ -36,7 +36,7 @@ CONFIG = dict(ndim=4, height=8, hidden=256, n_layers=2)
 def trainer(loss, kw, a):
     from gfn_nbdev.training import Trainer, TrainConfig
     return Trainer(TrainConfig(task_kw=dict(ndim=CONFIG['ndim'], height=CONFIG['height']), loss=loss, loss_kw=kw,
-                               batch_size=a.batch, hidden=CONFIG['hidden'], n_layers=CONFIG['n_layers'], steps=10 ** 9,
+                               batch_size=a.batch, hidden=a.hidden, n_layers=CONFIG['n_layers'], steps=10 ** 9,
                                progress=False, device=a.device, seed=a.seed))
 
 def main():
@@ -44,6 +44,9 @@ def main():
     p.add_argument('--train', type=int, default=150, help='TB training steps before the policy is frozen; default 150')
     p.add_argument('--rounds', type=int, default=15); p.add_argument('--batches', type=int, default=8)
     p.add_argument('--batch', type=int, default=64, help='trajectories per batch; default 64')
+    p.add_argument('--hidden', type=int, default=CONFIG['hidden'],
+                   help=f"the MLP's width; default {CONFIG['hidden']} (a narrow one, e.g. 16, leaves the part of each "
+                        "loss's cost that does not grow with the width: its small operations)")
     a = setup(p)
     import gfn_nbdev.estimators as E
     cuda = torch.device(a.device).type == 'cuda'
@@ -87,7 +90,7 @@ def main():
             two = min(cpu_ms(lambda: E.capture_score_sums(cap, V4[:2], params))[0] for _ in range(3))
             acc['2nd products'] += four - two
         for k in parts: parts[k].append(acc[k] / a.batches)
-    print(f"step parts: hypergrid D={CONFIG['ndim']} H={CONFIG['height']}, batch {a.batch}, 2x{CONFIG['hidden']} MLP trained "
+    print(f"step parts: hypergrid D={CONFIG['ndim']} H={CONFIG['height']}, batch {a.batch}, 2x{a.hidden} MLP trained "
           f"{a.train} TB steps then frozen, uniform p_B, {torch.cuda.get_device_name() if cuda else 'CPU'}, intra-op threads "
           f"{torch.get_num_threads()}, torch {torch.__version__}, seed {a.seed}, malloc "
           f"{'tuned (as gfn-train)' if a.malloc_tuned else 'glibc defaults'}; {a.rounds} rounds x {a.batches} batches, "
