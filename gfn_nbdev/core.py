@@ -216,14 +216,20 @@ class MaskedCategorical:
     def __init__(self, logits: Tensor, mask: Tensor):  # logits, mask: (N, A)
         if logits.shape != mask.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and mask {tuple(mask.shape)} must have the same shape")
-        if not mask.any(1).all(): raise ValueError(f"no valid action at rows {_rows(~mask.any(1))}")
+        if mask.shape[-1] == 0: raise ValueError(f"no actions: logits and mask have shape {tuple(mask.shape)}")
         self.mask = mask
         self.logits = torch.where(mask, logits, -math.inf)   # -inf: exp() is exactly 0 on masked actions
         self.log_probs = torch.log_softmax(self.logits, -1)  # (N, A)
+        if self.log_probs.isnan().any():                     # one read: a row with no valid action, or with a NaN or +inf logit
+            none = ~mask.any(1)
+            if none.any(): raise ValueError(f"no valid action at rows {_rows(none)}")
+            raise ValueError(f"NaN or +inf logits among the valid actions of rows {_rows(self.log_probs.isnan().any(1))}")
 
     def sample(self) -> Tensor:
-        "One action per row, (N,) long."
-        return torch.multinomial(self.log_probs.exp(), 1)[:, 0]
+        "One action per row, (N,) long: `torch.multinomial(p, 1)`'s draw and random numbers, without its checks of p."
+        p = self.log_probs.detach().exp()                    # valid by construction: the checks were the one read above
+        q = torch.empty_like(p).exponential_()               # multinomial's own algorithm: argmax of p / Exp(1) noise
+        return torch.div(p, q, out=q).argmax(1)
 
     def log_prob(self, actions: Tensor) -> Tensor:
         "Log-probability of `actions` (N,)."
